@@ -2,7 +2,10 @@
 
 Both run through the real `sweeper launch` (local executor, 2 workers) with the built-in ViT trainer.
 Reports the trial-epochs each spent (every epoch of every seed's run, read back from metrics.parquet)
-and the best valid accuracy each found (trial value = mean over seeds of each run's best epoch).
+and the best valid accuracy each found (trial value = mean over seeds of each run's best epoch). Each
+method's best configuration is then trained again on fresh seeds that no search saw, because a search's
+own best value is a maximum over noisy trials (more completed trials, higher maximum): the fresh-seed
+value says how good the configuration it found really is, and the target is judged on it.
 
     python benchmarks/bench_tune.py [--configs 32] [--seeds 2] [--epochs 15]
 
@@ -16,6 +19,8 @@ Target: the pruned search is within 0.5 points of the unpruned best, with at mos
 from __future__ import annotations
 
 import argparse
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,13 +67,13 @@ HYPERBAND = "{name: hyperband, min_resource: %(min_resource)d, reduction_factor:
 METHODS = {  # name -> (search space, sampler, pruner)
     "grid, no pruning": (GRID, "grid", "none"),
     "grid + Hyperband": (GRID, "grid", HYPERBAND),
-    "TPE + Hyperband": (SPACE, "{name: tpe, seed: 0, n_startup_trials: %(startup)d}", HYPERBAND),
+    "TPE + Hyperband": (SPACE, "{name: tpe, seed: 0, n_startup_trials: %(startup)d, multivariate: true}", HYPERBAND),
 }
 
 
 def run(method: str, workdir: Path, args) -> dict:
     params, sampler, pruner = METHODS[method]
-    name = method.split()[0].lower() + ("-hb" if "Hyperband" in method else "")
+    name = re.sub(r"[^a-z]+", "-", method.lower()).strip("-")
     spec = workdir / f"{name}.yaml"
     spec.write_text(
         SPEC.format(
@@ -109,6 +114,52 @@ def run(method: str, workdir: Path, args) -> dict:
     }
 
 
+REEVAL = """
+name: reeval
+base:
+  model: {{name: vit, patch_size: 2, layers: 2, d_model: 64, heads: 4, mlp_ratio: 2.0, dropout: 0.1}}
+  data: {{name: digits}}
+  optim: {{name: adamw, lr: 2e-3, weight_decay: 0.01}}
+  schedule: {{name: warmup, warmup_epochs: 2}}
+  epochs: {epochs}
+  batch_size: 64
+configs:
+{configs}
+seeds: {seeds}
+objective: {{metric: valid/acc}}
+launch: {{parallelism: 2}}
+"""
+
+
+def reevaluate(results: list[dict], workdir: Path, args) -> None:
+    """Train each method's best config again on seeds no search saw: its value there is what the config is
+    worth. A search's own best value is the maximum over its noisy trials (the winner's curse): a search
+    that completes more configurations reports a higher maximum without finding a better config."""
+    import json
+
+    configs = "".join(
+        f"  {re.sub(r'[^a-z]+', '-', r['method'].lower()).strip('-')}: {json.dumps(r['best_params'])}\n"
+        for r in results
+    )
+    seeds = list(range(100, 100 + args.reeval_seeds))
+    (workdir / "reeval.yaml").write_text(REEVAL.format(epochs=args.epochs, configs=configs, seeds=seeds))
+    subprocess.run(
+        [sys.executable, "-m", "sweeper.cli", "launch", "reeval.yaml", "--executor", "local"],
+        cwd=workdir,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    per_config: dict[str, list[float]] = {}
+    for config in (workdir / "runs" / "reeval" / "latest").resolve().glob("*/config.json"):
+        info = json.loads(config.read_text())
+        best = max(pq.read_table(config.parent / "metrics.parquet").column("valid/acc").to_pylist())
+        per_config.setdefault(info["name"], []).append(best)
+    for r in results:
+        values = per_config[re.sub(r"[^a-z]+", "-", r["method"].lower()).strip("-")]
+        r["reeval"] = statistics.mean(values)
+        r["reeval_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -118,31 +169,45 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--startup", type=int, default=8, help="TPE's random startup trials")
     parser.add_argument(
-        "--min-resource", dest="min_resource", type=int, default=2, help="Hyperband's min epochs"
+        "--min-resource", dest="min_resource", type=int, default=1, help="Hyperband's min epochs"
     )
     parser.add_argument("--reduction", type=int, default=3, help="Hyperband's reduction factor")
+    parser.add_argument(
+        "--reeval-seeds",
+        dest="reeval_seeds",
+        type=int,
+        default=4,
+        help="fresh seeds to re-train each method's best config on",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         results = [run(method, Path(tmp), args) for method in METHODS]
+        reevaluate(results, Path(tmp), args)
     base = results[0]
     print(
-        f"\n{args.configs} configurations each x {args.seeds} seeds x up to {args.epochs} epochs, ViT on digits, 2 workers; "
-        f"TPE startup {args.startup}, Hyperband min_resource {args.min_resource}, reduction {args.reduction}\n"
+        f"\n{args.configs} configurations each x {args.seeds} seeds x up to {args.epochs} epochs, ViT on digits, "
+        f"2 workers; TPE startup {args.startup}, Hyperband min_resource {args.min_resource}, reduction "
+        f"{args.reduction}; each method's best config re-trained on {args.reeval_seeds} fresh seeds\n"
     )
     print(
-        "| method | complete / pruned | trial-epochs | ratio | best valid acc | diff (pts) | wall s | ratio |"
+        "| method | complete / pruned | trial-epochs | ratio | search's best | best config on fresh seeds | "
+        "diff (pts) | wall s | ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['method']} | {r['complete']} / {r['pruned']} | {r['trial_epochs']} | {r['trial_epochs'] / base['trial_epochs']:.2f} "
-            f"| {100 * r['best']:.2f}% | {100 * (r['best'] - base['best']):+.2f} | {r['wall']:.0f} | {r['wall'] / base['wall']:.2f} |"
+            f"| {r['method']} | {r['complete']} / {r['pruned']} | {r['trial_epochs']} | "
+            f"{r['trial_epochs'] / base['trial_epochs']:.2f} | {100 * r['best']:.2f}% | "
+            f"{100 * r['reeval']:.2f} ± {100 * r['reeval_std']:.2f}% | {100 * (r['reeval'] - base['reeval']):+.2f} | "
+            f"{r['wall']:.0f} | {r['wall'] / base['wall']:.2f} |"
         )
     print()
     for pruned in results[1:]:
-        ok = pruned["trial_epochs"] <= base["trial_epochs"] / 3 and pruned["best"] >= base["best"] - 0.005
+        epochs_ok = pruned["trial_epochs"] <= base["trial_epochs"] / 3
+        found_ok = pruned["reeval"] >= base["reeval"] - 0.005
         print(
-            f"target for {pruned['method']} (within 0.5 pts, <= 1/3 of the trial-epochs): {'met' if ok else 'NOT met'}"
+            f"target for {pruned['method']}: best config within 0.5 pts of the unpruned best's "
+            f"({'met' if found_ok else 'NOT met'}), at most 1/3 of the trial-epochs ({'met' if epochs_ok else 'NOT met'})"
         )
     for r in results:
         print(f"best params, {r['method']}: {r['best_params']}")

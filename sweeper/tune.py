@@ -4,7 +4,7 @@ Each worker job asks the shared study for trials until the global budget `n_tria
 happens under an fcntl lock in the sweep dir, so the budget is exact however many workers run. A trial
 runs once per seed (the seed is never searched), the seeds one after the other; every epoch is reported
 to the pruner on one step axis (seed k's epoch e is step k*epochs + e), so a trial can be stopped during
-any seed. The trial's value is the mean over seeds of each run's best epoch value of the objective.
+any seed; the value reported is the run's best so far (a trial's value is its runs' best epochs). The trial's value is the mean over seeds of each run's best epoch value of the objective.
 
 A worker preempted mid-trial is requeued and resumes its RUNNING trial from the run's last.pt. A worker
 that dies (kill -9, timeout past its requeues, node failure) is noticed by `reconcile` (pid gone on this
@@ -311,15 +311,28 @@ class TuneWorker(TrialJob):
                 trial.set_user_attr(key, value)
             return trial
 
-    def _run_trial(
-        self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str
-    ) -> None:
+    def _run_trial(self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str) -> None:
+        """Run the trial's seeds, tell the study, and note the trial's final state in each run's status.json
+        (a run that finished its seed is COMPLETED even when a later seed got the trial pruned)."""
+        self._run_seeds(trial, study, ledger, spec, entry, job_id)
+        final = study._storage.get_trial(trial._trial_id)
+        for name in (final.user_attrs.get("run_dirs") or {}).values():
+            status = read_json(ledger.dir / name / STATUS_FILE)
+            if status is not None:
+                status.update(optuna_trial=trial.number, optuna_state=final.state.name)
+                try:
+                    atomic_write_json(ledger.dir / name / STATUS_FILE, status)
+                except OSError:
+                    pass
+
+    def _run_seeds(self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str) -> None:
         params = suggest(trial, spec.search, spec.base)
         metric, direction = spec.objective.metric, spec.objective.direction
         run_dirs: dict[str, str] = dict(trial.user_attrs.get("run_dirs") or {})
         # The pruner sees the seeds one after the other on one step axis: seed k's epoch e is step k*epochs + e,
         # so a trial can be stopped during any seed, and trials are compared at the same seed and epoch.
         epochs_per_seed = spec.base.get("epochs") if isinstance(spec.base.get("epochs"), int) else None
+        better = max if direction == "maximize" else min
         values = []
         for position, seed in enumerate(spec.seeds):
             name = run_dirs.get(str(seed))
@@ -365,8 +378,13 @@ class TuneWorker(TrialJob):
 
             offset = position * epochs_per_seed if epochs_per_seed else 0
 
-            def report(epoch: int, value: float, offset: int = offset) -> bool:
-                trial.report(value, offset + epoch)
+            best_so_far: list[float] = []
+
+            def report(epoch: int, value: float, offset: int = offset, best_so_far=best_so_far) -> bool:
+                # The run's best value so far, as the trial's value is each run's best epoch: the pruner
+                # compares what will be compared in the end, not one noisy epoch.
+                best_so_far[:] = [better(best_so_far[0], value)] if best_so_far else [value]
+                trial.report(best_so_far[0], offset + epoch)
                 return trial.should_prune()
 
             run = Run(

@@ -299,6 +299,14 @@ def test_summary_numbers_are_in_fields_order():
     assert names[start : start + len(FIELDS)] == list(FIELDS)
 
 
+def test_a_recent_best_followed_by_a_rise_is_not_improving(tmp_path):
+    # best loss at epoch 28 of 30 (inside the 3-epoch window), then up 24%: not "still improving"
+    losses = [1.0 - 0.03 * e for e in range(27)] + [0.108, 0.12, 0.134]
+    make_run(tmp_path / "a", valid_loss=losses, valid_acc=[0.5] * 30, train_acc=[0.5] * 30)
+    (run,) = analyze(tmp_path).runs
+    assert run.best_loss_epoch == 28 and run.epochs_since_best == 2 and run.still_improving is False
+
+
 def test_improving_window():
     assert improving_window(5) == 2 and improving_window(50) == 5 and improving_window(51) == 6
 
@@ -362,7 +370,10 @@ def reference(epochs, columns, planned, objective):
     if out["best_loss_epoch"] is None:
         out["still_improving"] = out["epochs_since_best"] = out["early_stop_epoch"] = None
     else:
-        out["still_improving"] = out["best_loss_epoch"] > epochs[-1] - improving_window(epochs[-1])
+        window = improving_window(epochs[-1])
+        start = columns["valid/loss"][len(epochs) - min(window, len(epochs))]
+        falling = start is None or not math.isfinite(start) or not out["last_loss"] > start
+        out["still_improving"] = out["best_loss_epoch"] > epochs[-1] - window and falling
         out["epochs_since_best"] = epochs[-1] - out["best_loss_epoch"]
         patience = improving_window(planned or epochs[-1])
         lowest, last_improvement, stop = math.inf, epochs[0] - 1, None

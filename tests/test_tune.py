@@ -82,6 +82,7 @@ def test_two_workers_spend_exactly_the_budget_and_pruned_jobs_exit_cleanly(tmp_p
         assert config["optuna_trial"] == trial.number and config["params"] == trial.params
         status = json.loads((run_dir / "status.json").read_text())
         assert status["state"] == {"COMPLETE": "COMPLETED", "PRUNED": "PRUNED"}[trial.state.name]
+        assert status["optuna_trial"] == trial.number and status["optuna_state"] == trial.state.name
         assert sorted(trial.intermediate_values) == list(range(1, status["epoch"] + 1))
         if trial.state == TrialState.PRUNED:
             assert status["epoch"] < 6
@@ -96,6 +97,8 @@ def test_two_workers_spend_exactly_the_budget_and_pruned_jobs_exit_cleanly(tmp_p
 
     analysis = cli("--checkpoints-path", str(ledger.dir), "--format", "markdown", command="analyze").stdout
     assert "PRUNED" in analysis and "COMPLETED" in analysis
+    pruned = next(t for t in trials if t.state == TrialState.PRUNED)
+    assert f"#{pruned.number} PRUNED" in analysis  # the trial column: Optuna's number and state
     status = cli("status", "opt").stdout
     assert "PRUNED" in status and "RUNNING" not in status
 

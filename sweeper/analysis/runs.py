@@ -9,10 +9,11 @@ analysis.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,22 @@ def _trusted(runs: list[RunFiles], trusted_before_ns: int) -> list[bool]:
     return (times.max(axis=1) < trusted_before_ns).tolist()
 
 
+PROCESSES_FROM = 2000  # below this many runs to read, forking reader processes costs more than it saves
+
+
+def _read_all(runs: list[RunFiles], split: str, objective: Objective, workers: int) -> list[list[list[Any]]]:
+    """Records of every run, in order: batches read by `workers` forked processes when there are many runs
+    (reading holds the GIL in JSON parsing and pyarrow's Python layer, so threads would not use the cores),
+    in this process otherwise."""
+    batches = list(_batches(runs))
+    if workers < 2 or len(runs) < PROCESSES_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        return [_read_batch(batch, split, objective) for batch in batches]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(min(workers, len(batches)), mp_context=context) as pool:
+        return list(pool.map(_read_batch, batches, [split] * len(batches), [objective] * len(batches),
+                             chunksize=max(1, len(batches) // (4 * workers))))
+
+
 def _batches(runs: list[RunFiles]) -> Iterator[list[RunFiles]]:
     for start in range(0, len(runs), BATCH_RUNS):
         yield runs[start : start + BATCH_RUNS]
@@ -427,13 +444,7 @@ def analyze(
                 missing.append(run)
     hits = len(records)
 
-    batches = list(_batches(missing))
-    workers = workers or min(4, os.cpu_count() or 1)
-    if len(batches) > 1 and workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(lambda batch: _read_batch(batch, split, objective), batches))
-    else:
-        results = [_read_batch(batch, split, objective) for batch in batches]
+    results = _read_all(missing, split, objective, workers or (os.cpu_count() or 1))
     trusted = _trusted(missing, scan_started_ns - int(summary_cache.RACY_WINDOW_S * 1e9))
     updates: dict[str, dict[str, tuple | None]] = {}  # per parent: new entries, None to drop one
     read = (record for batch_records in results for record in batch_records)

@@ -9,7 +9,8 @@ changing a definition can never serve numbers computed under the old one). `S` i
 - train acc @best, gap @best: `train/acc` at the objective's best epoch, and it minus `S/acc` at that epoch
 - final train acc, final S acc, gap: the last finite values, and gap = final train acc - final S acc
 - latest S loss, degradation (%): last finite `S/loss`, minus the best one (and as % of the best)
-- still improving: the best `S/loss` came within the last `improving_window(epochs run)` epochs
+- still improving: the best `S/loss` came within the last `improving_window(epochs run)` epochs, and the last
+  `S/loss` is not above the one at the start of that window (the loss is still falling at the end)
 - epochs since best: last epoch - epoch of the best `S/loss`
 - early stop: the epoch at which early stopping on `S/loss` (patience = `improving_window(epochs planned)`,
   any decrease counts as an improvement) would have stopped the run; none if it never ran out of patience
@@ -203,7 +204,14 @@ def summarize(
     epochs_run = out["epochs_run"]
     window = np.maximum(2, np.ceil(0.1 * epochs_run))
     has_loss = ~np.isnan(out["best_loss_epoch"])
-    out["still_improving"] = np.where(has_loss, out["best_loss_epoch"] > epochs_run - window, np.nan)
+    # The best loss is recent AND the loss fell over the window: a best three epochs ago followed by a 20% rise
+    # is not "still improving".
+    last_row_index = segments.starts + segments.lengths - 1
+    window_rows = np.minimum(window, segments.lengths).astype(np.int64)
+    window_start = take(loss, last_row_index - window_rows + 1)
+    falling = ~(out["last_loss"] > window_start)  # NaN at the window's start: judge by the best epoch alone
+    recent_best = out["best_loss_epoch"] > epochs_run - window
+    out["still_improving"] = np.where(has_loss, recent_best & falling, np.nan)
     out["epochs_since_best"] = epochs_run - out["best_loss_epoch"]
     planned = np.where(np.isfinite(epochs_planned), epochs_planned, epochs_run)
     patience = np.maximum(2, np.ceil(0.1 * planned))

@@ -99,6 +99,11 @@ def launch_command(spec_path, overrides, executor, dry_run, wait, root, yes, fro
             raise SweeperError("not launched")
     trials = expand(spec)
     plan = launch.make_plan(spec, trials, executor, query_cluster=True)
+    if spec.search is not None:
+        from sweeper.tune import search_warnings
+
+        for warning in search_warnings(spec):
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if dry_run:
         print_plan(plan)
         return

@@ -85,11 +85,43 @@ def search_budget(spec: SweepSpec) -> int:
     return min(spec.search.n_trials, math.prod(len(v) for v in grid_search_space(spec.search).values()))
 
 
-def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+def pruner_options(spec: SweepSpec) -> dict[str, Any]:
     options = dict(spec.search.pruner.options)
     if spec.search.pruner.name == "hyperband" and isinstance(spec.base.get("epochs"), int):
         options.setdefault("max_resource", spec.base["epochs"] * len(spec.seeds))
-    return getattr(optuna.pruners, PRUNERS[spec.search.pruner.name])(**options)
+    return options
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    return getattr(optuna.pruners, PRUNERS[spec.search.pruner.name])(**pruner_options(spec))
+
+
+def search_warnings(spec: SweepSpec) -> list[str]:
+    """What makes a search weaker than its spec suggests. Optuna's Hyperband lets TPE learn only from the
+    trials of the same bracket: with a small budget split over several brackets, most brackets never leave
+    TPE's random startup (measured in benchmarks/bench_tune.py)."""
+    search = spec.search
+    if search is None or search.sampler.name != "tpe" or search.pruner.name != "hyperband":
+        return []
+    options = pruner_options(spec)
+    max_resource = options.get("max_resource")
+    min_resource, eta = options.get("min_resource", 1), options.get("reduction_factor", 3)
+    if not isinstance(max_resource, int) or not isinstance(min_resource, int) or max_resource < min_resource:
+        return []
+    n_brackets = math.floor(math.log(max_resource / min_resource, eta)) + 1
+    # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
+    shares = [math.ceil(n_brackets * eta ** (n_brackets - 1 - b) / (n_brackets - b)) for b in range(n_brackets)]
+    trials = [search_budget(spec) * share / sum(shares) for share in shares]
+    startup = search.sampler.options.get("n_startup_trials", 10)
+    random_only = [t for t in trials if t <= startup]
+    if not random_only:
+        return []
+    return [
+        f"Hyperband splits the {search_budget(spec)} trials into {n_brackets} brackets (about "
+        f"{', '.join(str(round(t)) for t in trials)} trials) and TPE learns only from trials of the same "
+        f"bracket: {len(random_only)} of them get no more than its {startup} random startup trials. Use fewer "
+        "brackets (a larger min_resource or reduction_factor), more trials, or a smaller n_startup_trials."
+    ]
 
 
 def create_study(ledger: Ledger, spec: SweepSpec) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
-from tests.conftest import cli_env, tiny_spec, write_spec
+from tests.conftest import REPO, cli_env, tiny_spec, write_spec
 
 RUN_DIR_NAME = re.compile(r"^\d{8}_\d{6}_j\d+$")
 
@@ -104,6 +106,14 @@ def test_dry_run_submits_nothing(tmp_path, cli):
     tiny_spec(tmp_path, "grid:\n  optim.lr: [0.1, 0.01]\nseeds: [0, 1]\n")
     out = cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
     assert "4 trials" in out and "lr=0.1-s0" in out and "lr=0.01-s1" in out and "nothing submitted" in out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "sweeps").glob("*.yaml")))
+def test_every_example_sweep_validates_without_warnings(tmp_path, cli, example):
+    shutil.copy(REPO / "sweeps" / example, tmp_path / example)
+    result = cli("launch", example, "--executor", "local", "--dry-run")
+    assert "nothing submitted" in result.stdout and "warning" not in result.stdout + result.stderr
     assert not (tmp_path / "runs").exists()
 
 

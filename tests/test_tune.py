@@ -265,6 +265,27 @@ def test_search_spec_errors(block, message):
     assert str(info.value).startswith(message), str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("pruner", "startup", "warned"),
+    [
+        ("{name: hyperband, min_resource: 1}", 8, True),  # 4 brackets of about 18, 8, 4, 3 trials
+        ("{name: hyperband, min_resource: 2, reduction_factor: 4}", 5, False),  # 2 brackets of about 21, 11
+        ("{name: median}", 8, False),
+    ],
+)
+def test_tpe_with_hyperband_brackets_too_small_to_learn_is_warned(tmp_path, cli, pruner, startup, warned):
+    write_spec(
+        tmp_path,
+        "name: w\nentrypoint: jobfns:curve\nbase: {epochs: 15, lr: 0.01}\nseeds: [0, 1]\n"
+        "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
+        f"  sampler: {{name: tpe, n_startup_trials: {startup}}}\n  pruner: {pruner}\n  n_trials: 32\n",
+    )
+    out = cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
+    assert ("warning: Hyperband splits the 32 trials into 4 brackets (about 18, 8, 4, 3 trials)" in out) is warned
+    assert ("warning" in out) is warned
+    assert not (tmp_path / "runs").exists()
+
+
 def test_search_cannot_mix_with_grid():
     with pytest.raises(SpecError, match="cannot be combined"):
         parse_spec(

@@ -104,6 +104,18 @@ def test_effects_leave_unfinished_runs_out(tmp_path):
     assert pivot.cells[(0, 0)].mean == pytest.approx(0.90)
 
 
+def test_group_numbers_come_from_finished_seeds_when_there_are_any(tmp_path):
+    states = {("wd=0.1,drop=0.1", 1): "FAILED", ("wd=0.0,drop=0.1", 0): "RUNNING", ("wd=0.0,drop=0.1", 1): "FAILED"}
+    sweep = grid_sweep(tmp_path / "s", VALUES, states=states)
+    by_name = {g.name: g for g in build_report([str(sweep)], ReportOptions()).rows}
+    partly = by_name["wd=0.1,drop=0.1"]  # seed 0 finished at 0.95, seed 1 failed at 0.85: 0.95 alone
+    assert partly.n == 2 and partly.states == {"COMPLETED": 1, "FAILED": 1}
+    assert partly.stat("best_acc").mean == pytest.approx(0.95) and partly.stat("best_acc").n == 1
+    unfinished = by_name["wd=0.0,drop=0.1"]  # nothing finished: both runs count
+    assert unfinished.stat("best_acc").mean == pytest.approx(0.72) and unfinished.stat("best_acc").n == 2
+    assert by_name["wd=0.0,drop=0.0"].stat("best_acc").mean == pytest.approx(0.85)  # all finished: both
+
+
 def test_minimized_objective_picks_the_lowest(tmp_path):
     sweep = grid_sweep(tmp_path / "s", VALUES)
     report = build_report([str(sweep)], ReportOptions(metric="valid/loss"))

@@ -2,7 +2,9 @@
 
 - Seeds: runs of one trial name in one sweep dir (same config, different seeds) form a group; every summary
   number gets its mean, sample standard deviation (n-1; none for a single value) and the count of runs
-  that have it. Booleans (still improving, diverged) average to the fraction of runs.
+  that have it. Booleans (still improving, diverged) average to the fraction of runs. As for effects, a
+  group's numbers come from its finished runs when it has any: a seed that crashed at epoch 2 would drag
+  the mean down (the status column still counts every run).
 - Effects: for each swept parameter, the objective averaged over the runs at each of its values (so over
   seeds and over the other parameters), and pivots of two parameters. Only finished runs count (running
   or failed runs would drag a value down), unless no run has finished yet.
@@ -137,7 +139,13 @@ def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:
             members.append([])
         group_of_run[i] = index[key]
         members[index[key]].append(run)
-    stats = GroupStats.compute(numbers_matrix(runs), group_of_run, len(members)) if runs else None
+    stats = None
+    if runs:
+        matrix = numbers_matrix(runs)
+        finished = np.fromiter((r.finished for r in runs), dtype=bool, count=len(runs))
+        group_has_finished = np.bincount(group_of_run, weights=finished, minlength=len(members)) > 0
+        matrix[~finished & group_has_finished[group_of_run]] = np.nan
+        stats = GroupStats.compute(matrix, group_of_run, len(members))
     return [Group(m[0].name, m[0].sweep, m[0].params, m, stats, i) for i, m in enumerate(members)]
 
 

@@ -248,7 +248,7 @@ def reconcile(
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
         for name in (trial.user_attrs.get("run_dirs") or {}).values():
-            _mark_run_failed(sweep_dir / name, "its worker died (killed, timed out or lost its node)")
+            _mark_run_failed(sweep_dir / name, "its worker died (killed, timed out or lost its node)", trial.number)
         if trial.user_attrs.get("retry_of") is None:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         failed.append(trial.number)
@@ -256,11 +256,18 @@ def reconcile(
     return failed
 
 
-def _mark_run_failed(run_dir: Path, error: str) -> None:
+def _mark_run_failed(run_dir: Path, error: str, trial_number: int) -> None:
+    """The run's status says its trial FAILed (analyze shows it); an unfinished run becomes FAILED itself."""
     status = read_json(run_dir / STATUS_FILE)
-    if status and status.get("state") not in (COMPLETED, PRUNED, FAILED):
+    if not status:
+        return
+    status.update(optuna_trial=trial_number, optuna_state=TrialState.FAIL.name)
+    if status.get("state") not in (COMPLETED, PRUNED, FAILED):
         status.update(state=FAILED, error=error, updated_at=time.time())
+    try:
         atomic_write_json(run_dir / STATUS_FILE, status)
+    except OSError:
+        pass
 
 
 # -- the worker --------------------------------------------------------------------------------------------

@@ -171,6 +171,9 @@ def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(t
     retry = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
     assert "retry of trial 0" in out
+    lost_run = json.loads(status_file_of(sweep, "_t0").read_text())
+    assert lost_run["state"] == "FAILED" and (lost_run["optuna_trial"], lost_run["optuna_state"]) == (0, "FAIL")
+    assert "#0 FAIL" in cli("-p", str(sweep), "--format", "markdown", command="analyze").stdout
 
     cli("retry", "kill")  # restarts the dead worker: it runs the retry and spends the rest of the budget
     trials = study_of(tmp_path, "kill")[1].get_trials()
@@ -181,6 +184,11 @@ def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(t
     )  # the budget of 2 is spent, the lost trial aside
     assert trials[1].params == lost.params and trials[1].user_attrs["retry_of"] == 0
     assert not any(t.user_attrs.get("retry_of") == 1 for t in trials)
+
+
+def status_file_of(sweep: Path, suffix: str) -> Path:
+    (path,) = sweep.glob(f"*{suffix}/status.json")
+    return path
 
 
 def free_port() -> int:

@@ -161,7 +161,11 @@ class Run:
                 f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); start over with "
                 "`sweeper retry --fresh`"
             ) from None
-        if not isinstance(payload, dict) or "state" not in payload or not {"metrics", "metrics_json"} & set(payload):
+        if (
+            not isinstance(payload, dict)
+            or "state" not in payload
+            or not {"metrics", "metrics_json"} & set(payload)
+        ):
             raise SweeperError(f"{path}: not a sweeper checkpoint")
         rows = json.loads(payload["metrics_json"]) if "metrics_json" in payload else payload["metrics"]
         self.metrics.restore(rows)

@@ -110,7 +110,9 @@ def search_warnings(spec: SweepSpec) -> list[str]:
         return []
     n_brackets = math.floor(math.log(max_resource / min_resource, eta)) + 1
     # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
-    shares = [math.ceil(n_brackets * eta ** (n_brackets - 1 - b) / (n_brackets - b)) for b in range(n_brackets)]
+    shares = [
+        math.ceil(n_brackets * eta ** (n_brackets - 1 - b) / (n_brackets - b)) for b in range(n_brackets)
+    ]
     trials = [search_budget(spec) * share / sum(shares) for share in shares]
     startup = search.sampler.options.get("n_startup_trials", 10)
     random_only = [t for t in trials if t <= startup]
@@ -248,7 +250,9 @@ def reconcile(
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process got there first
         for name in (trial.user_attrs.get("run_dirs") or {}).values():
-            _mark_run_failed(sweep_dir / name, "its worker died (killed, timed out or lost its node)", trial.number)
+            _mark_run_failed(
+                sweep_dir / name, "its worker died (killed, timed out or lost its node)", trial.number
+            )
         if trial.user_attrs.get("retry_of") is None:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         failed.append(trial.number)
@@ -350,7 +354,9 @@ class TuneWorker(TrialJob):
                 trial.set_user_attr(key, value)
             return trial
 
-    def _run_trial(self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str) -> None:
+    def _run_trial(
+        self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str
+    ) -> None:
         """Run the trial's seeds, tell the study, and note the trial's final state in each run's status.json
         (a run that finished its seed is COMPLETED even when a later seed got the trial pruned)."""
         self._run_seeds(trial, study, ledger, spec, entry, job_id)
@@ -364,7 +370,9 @@ class TuneWorker(TrialJob):
                 except OSError:
                     pass
 
-    def _run_seeds(self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str) -> None:
+    def _run_seeds(
+        self, trial, study: optuna.Study, ledger: Ledger, spec: SweepSpec, entry, job_id: str
+    ) -> None:
         params = suggest(trial, spec.search, spec.base)
         metric, direction = spec.objective.metric, spec.objective.direction
         run_dirs: dict[str, str] = dict(trial.user_attrs.get("run_dirs") or {})

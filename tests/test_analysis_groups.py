@@ -56,7 +56,9 @@ def test_seed_groups_mean_std_and_n(tmp_path):
     assert group.stat("best_acc_epoch").mean == 2 and group.stat("best_acc_epoch").std == 0.0
     gap = group.stat("gap_at_best")
     assert gap.mean == pytest.approx(0.1) and gap.std == pytest.approx(0.0, abs=1e-12)
-    assert group.stat("still_improving").mean == 0.0  # best loss at 2 of 3, but it rose at epoch 3: not improving
+    assert (
+        group.stat("still_improving").mean == 0.0
+    )  # best loss at 2 of 3, but it rose at epoch 3: not improving
     # rows sorted by the objective (mean best valid acc), best first
     assert [g.name for g in report.rows] == [
         "wd=0.1,drop=0.1",
@@ -105,7 +107,11 @@ def test_effects_leave_unfinished_runs_out(tmp_path):
 
 
 def test_group_numbers_come_from_finished_seeds_when_there_are_any(tmp_path):
-    states = {("wd=0.1,drop=0.1", 1): "FAILED", ("wd=0.0,drop=0.1", 0): "RUNNING", ("wd=0.0,drop=0.1", 1): "FAILED"}
+    states = {
+        ("wd=0.1,drop=0.1", 1): "FAILED",
+        ("wd=0.0,drop=0.1", 0): "RUNNING",
+        ("wd=0.0,drop=0.1", 1): "FAILED",
+    }
     sweep = grid_sweep(tmp_path / "s", VALUES, states=states)
     by_name = {g.name: g for g in build_report([str(sweep)], ReportOptions()).rows}
     partly = by_name["wd=0.1,drop=0.1"]  # seed 0 finished at 0.95, seed 1 failed at 0.85: 0.95 alone

@@ -70,7 +70,9 @@ def check_run_dir(run_dir: Path, complete_epochs: int | None = None) -> list[int
     if (run_dir / "last.pt").exists():
         payload = torch.load(run_dir / "last.pt", weights_only=False)
         assert payload["epoch"] in (len(epochs), len(epochs) - 1)
-        assert [r["epoch"] for r in json.loads(payload["metrics_json"])] == list(range(1, payload["epoch"] + 1))
+        assert [r["epoch"] for r in json.loads(payload["metrics_json"])] == list(
+            range(1, payload["epoch"] + 1)
+        )
     if (run_dir / "status.json").exists():
         json.loads((run_dir / "status.json").read_text())
     if complete_epochs is not None:

@@ -90,8 +90,9 @@ def test_each_slurm_job_records_its_slurm_variables(tmp_path, cli):
     tiny_spec(tmp_path, "configs: {a: {}, b: {}}\nlaunch: {slurm: {cpus_per_task: 1}}\n")
     cli("launch", "spec.yaml", "--executor", "slurm", "--wait", "--set", "epochs=1", timeout=600)
     sweep = (tmp_path / "runs/tiny/latest").resolve()
-    (record,) = json.loads(cli("--checkpoints-path", str(sweep), "--provenance", "--format", "json",
-                               command="analyze").stdout)
+    (record,) = json.loads(
+        cli("--checkpoints-path", str(sweep), "--provenance", "--format", "json", command="analyze").stdout
+    )
     assert record["executor"] == "slurm" and len(record["runs"]) == 2
     for run in record["runs"]:
         array, task = run["job_id"].split("_")

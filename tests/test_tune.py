@@ -172,7 +172,10 @@ def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(t
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
     assert "retry of trial 0" in out
     lost_run = json.loads(status_file_of(sweep, "_t0").read_text())
-    assert lost_run["state"] == "FAILED" and (lost_run["optuna_trial"], lost_run["optuna_state"]) == (0, "FAIL")
+    assert lost_run["state"] == "FAILED" and (lost_run["optuna_trial"], lost_run["optuna_state"]) == (
+        0,
+        "FAIL",
+    )
     assert "#0 FAIL" in cli("-p", str(sweep), "--format", "markdown", command="analyze").stdout
 
     cli("retry", "kill")  # restarts the dead worker: it runs the retry and spends the rest of the budget
@@ -289,7 +292,9 @@ def test_tpe_with_hyperband_brackets_too_small_to_learn_is_warned(tmp_path, cli,
         f"  sampler: {{name: tpe, n_startup_trials: {startup}}}\n  pruner: {pruner}\n  n_trials: 32\n",
     )
     out = cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
-    assert ("warning: Hyperband splits the 32 trials into 4 brackets (about 18, 8, 4, 3 trials)" in out) is warned
+    assert (
+        "warning: Hyperband splits the 32 trials into 4 brackets (about 18, 8, 4, 3 trials)" in out
+    ) is warned
     assert ("warning" in out) is warned
     assert not (tmp_path / "runs").exists()
 

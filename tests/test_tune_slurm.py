@@ -23,19 +23,31 @@ def test_two_slurm_workers_spend_exactly_the_budget_and_exit_0(tmp_path, cli):
     assert any(t.state == TrialState.PRUNED for t in trials)
     jobs = sorted({t.user_attrs["job_id"] for t in trials})
     assert all("_" in j for j in jobs)  # array tasks: <array>_<task>
-    rows = wait_for(lambda: (lambda r: r if len(r) == 2 and all(x["State"] == "COMPLETED" for x in r) else None)(
-        sacct(jobs, "JobID,State,ExitCode")), 60, "sacct to see both workers end")
+    rows = wait_for(
+        lambda: (lambda r: r if len(r) == 2 and all(x["State"] == "COMPLETED" for x in r) else None)(
+            sacct(jobs, "JobID,State,ExitCode")
+        ),
+        60,
+        "sacct to see both workers end",
+    )
     assert {r["ExitCode"] for r in rows} == {"0:0"}  # pruning is not a failure, nothing is requeued
     for trial in trials:
-        assert (ledger.dir / trial.user_attrs["run_dirs"]["0"]).name.endswith(f"_j{trial.user_attrs['job_id']}_t{trial.number}")
+        assert (ledger.dir / trial.user_attrs["run_dirs"]["0"]).name.endswith(
+            f"_j{trial.user_attrs['job_id']}_t{trial.number}"
+        )
 
 
 def test_a_slurm_worker_cancelled_mid_trial_leaves_no_running_trial(tmp_path, cli):
     search_spec(tmp_path, name="scancel", n_trials=3, workers=1, epochs=200, sleep=0.2)
     cli("launch", "spec.yaml", "--executor", "slurm")
     ledger, study = study_of(tmp_path, "scancel")
-    wait_for(lambda: any(t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2
-                         for t in study.get_trials()), 180, "a trial running")
+    wait_for(
+        lambda: any(
+            t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2 for t in study.get_trials()
+        ),
+        180,
+        "a trial running",
+    )
     cli("cancel", "scancel")
     wait_for(lambda: "CANCELLED" in cli("status", "scancel").stdout, 120, "the worker cancelled")
     study = study_of(tmp_path, "scancel")[1]

@@ -366,8 +366,15 @@ def _read_all(runs: list[RunFiles], split: str, objective: Objective, workers: i
         return [_read_batch(batch, split, objective) for batch in batches]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(workers, len(batches)), mp_context=context) as pool:
-        return list(pool.map(_read_batch, batches, [split] * len(batches), [objective] * len(batches),
-                             chunksize=max(1, len(batches) // (4 * workers))))
+        return list(
+            pool.map(
+                _read_batch,
+                batches,
+                [split] * len(batches),
+                [objective] * len(batches),
+                chunksize=max(1, len(batches) // (4 * workers)),
+            )
+        )
 
 
 def _batches(runs: list[RunFiles]) -> Iterator[list[RunFiles]]:

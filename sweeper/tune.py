@@ -4,7 +4,8 @@ Each worker job asks the shared study for trials until the global budget `n_tria
 happens under an fcntl lock in the sweep dir, so the budget is exact however many workers run. A trial
 runs once per seed (the seed is never searched), the seeds one after the other; every epoch is reported
 to the pruner on one step axis (seed k's epoch e is step k*epochs + e), so a trial can be stopped during
-any seed; the value reported is the run's best so far (a trial's value is its runs' best epochs). The trial's value is the mean over seeds of each run's best epoch value of the objective.
+any seed. The value reported is the run's best so far, and the trial's value is the mean over seeds of
+each run's best epoch value of the objective, so the pruner compares what is compared in the end.
 
 A worker preempted mid-trial is requeued and resumes its RUNNING trial from the run's last.pt. A worker
 that dies (kill -9, timeout past its requeues, node failure) is noticed by `reconcile` (pid gone on this

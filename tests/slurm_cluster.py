@@ -7,9 +7,10 @@ import functools
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
+
+from tests import conftest
 
 START_HINT = "start it with: sudo slurm/cluster.sh start"
 
@@ -71,12 +72,5 @@ def max_array_size() -> int:
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 1.0):
-    """Poll until predicate() is truthy (returns it) or fail after `timeout` seconds."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    """conftest's wait_for, polling once a second: these predicates ask the scheduler."""
+    return conftest.wait_for(predicate, timeout, what, poll)

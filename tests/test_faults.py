@@ -18,19 +18,9 @@ import pytest
 import torch
 
 from sweeper.fsutil import append_jsonl, read_jsonl
-from tests.conftest import cli_env, write_spec
+from tests.conftest import cli_env, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def background_launch(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -52,6 +42,7 @@ def sweep_dir(tmp_path: Path, name: str) -> Path:
         ),
         60,
         "sweep dir",
+        poll=0.05,
     )
 
 
@@ -170,13 +161,13 @@ def test_retry_while_running_submits_nothing_and_concurrent_retries_submit_once(
     write_spec(tmp_path, SLOW.replace("twice", "busy"))
     launcher = background_launch(tmp_path)
     sweep = sweep_dir(tmp_path, "busy")
-    wait_for(lambda: len(run_dirs(sweep)) >= 2, 60, "two trials running")
+    wait_for(lambda: len(run_dirs(sweep)) >= 2, 60, "two trials running", poll=0.05)
     assert (
         "nothing to submit" in cli("retry", "busy", "--state", "RUNNING,PENDING,NOT_SUBMITTED,FAILED").stdout
     )
     # kill everything: every trial fails, then two retries race
     for run_dir in run_dirs(sweep):
-        wait_for(lambda run_dir=run_dir: (run_dir / "status.json").exists(), 60, "status.json")
+        wait_for(lambda run_dir=run_dir: (run_dir / "status.json").exists(), 60, "status.json", poll=0.05)
         pid = json.loads((run_dir / "status.json").read_text())["pid"]
         try:
             os.kill(pid, signal.SIGKILL)
@@ -296,6 +287,7 @@ def test_read_only_run_dir_fails_clearly_and_keeps_earlier_epochs(tmp_path, cli)
         ),
         60,
         "epoch 3",
+        poll=0.05,
     )
     bind = subprocess.run(
         f"mount --bind {run_dir} {run_dir} && mount -o remount,ro,bind {run_dir}",

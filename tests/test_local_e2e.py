@@ -9,13 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import REPO, cli_env, tiny_spec, write_spec
+from tests.conftest import REPO, cli_env, tiny_spec, wait_for, write_spec
 
 RUN_DIR_NAME = re.compile(r"^\d{8}_\d{6}_j\d+$")
 
@@ -143,16 +142,6 @@ def test_failed_trial_is_reported_with_its_error(tmp_path, cli):
     (run_dir,) = run_dirs(sweep_dir_of(tmp_path, "failing"))
     assert pq.read_table(run_dir / "metrics.parquet").column("epoch").to_pylist() == [1, 2]
     assert "boom at epoch 3" in (run_dir / "job.log").read_text()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_job_keeps_its_epochs_and_retry_resumes_without_duplicates(tmp_path, cli):

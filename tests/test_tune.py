@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from sweeper.errors import SpecError
 from sweeper.ledger import Ledger
 from sweeper.spec import parse_spec
 from sweeper.tune import load_study
-from tests.conftest import cli_env, write_spec
+from tests.conftest import cli_env, wait_for, write_spec
 
 SEARCH = """
     name: {name}
@@ -121,16 +120,6 @@ def test_seeds_are_averaged_and_never_searched(tmp_path, cli):
         assert trial.value == pytest.approx(sum(per_seed) / 2)
         # both seeds reach the pruner, one after the other on one step axis
         assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5, 6]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(tmp_path, cli):

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-SPEC = """
-name: {name}
+# What every method trains (and the re-training of each best config).
+BASE = """
 base:
   model: {{name: vit, patch_size: 2, layers: 2, d_model: 64, heads: 4, mlp_ratio: 2.0, dropout: 0.1}}
   data: {{name: digits}}
@@ -41,7 +41,11 @@ base:
   schedule: {{name: warmup, warmup_epochs: 2}}
   epochs: {epochs}
   batch_size: 64
-search:
+"""
+SPEC = (
+    "name: {name}\n"
+    + BASE
+    + """search:
   params:
 {params}
   sampler: {sampler}
@@ -51,6 +55,7 @@ search:
 seeds: {seeds}
 objective: {{metric: valid/acc}}
 """
+)
 
 # The grid: 2 values of each of the 5 parameters = 32 configurations.
 GRID = """\
@@ -129,21 +134,16 @@ def run(method: str, workdir: Path, args) -> dict:
     }
 
 
-REEVAL = """
-name: reeval
-base:
-  model: {{name: vit, patch_size: 2, layers: 2, d_model: 64, heads: 4, mlp_ratio: 2.0, dropout: 0.1}}
-  data: {{name: digits}}
-  optim: {{name: adamw, lr: 2e-3, weight_decay: 0.01}}
-  schedule: {{name: warmup, warmup_epochs: 2}}
-  epochs: {epochs}
-  batch_size: 64
-configs:
+REEVAL = (
+    "name: reeval\n"
+    + BASE
+    + """configs:
 {configs}
 seeds: {seeds}
 objective: {{metric: valid/acc}}
 launch: {{parallelism: 2}}
 """
+)
 
 
 def reevaluate(results: list[dict], workdir: Path, args) -> None:

@@ -69,6 +69,18 @@ def run_cli(
     return result
 
 
+def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
+    """`sweeper ARGS` started in the background (a launcher to kill, retries to race), output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture
 def cli(tmp_path):
     def call(*args: str, check: bool = True, timeout: float = 300, command: str = "sweeper"):

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,20 +17,13 @@ import pytest
 import torch
 
 from sweeper.fsutil import append_jsonl, read_jsonl
-from tests.conftest import cli_env, wait_for, write_spec
+from tests.conftest import start_cli, wait_for, write_spec
 
 pytestmark = pytest.mark.slow
 
 
 def background_launch(tmp_path: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli", "launch", "spec.yaml", "--executor", "local", *args],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(tmp_path, "launch", "spec.yaml", "--executor", "local", *args)
 
 
 def sweep_dir(tmp_path: Path, name: str) -> Path:
@@ -177,17 +169,7 @@ def test_retry_while_running_submits_nothing_and_concurrent_retries_submit_once(
     cli("resume", "busy")  # trials the launcher never got to
     statuses = cli("status", "busy").stdout
     assert "RUNNING" not in statuses
-    retries = [
-        subprocess.Popen(
-            [sys.executable, "-m", "sweeper.cli", "retry", "busy"],
-            cwd=tmp_path,
-            env=cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    retries = [start_cli(tmp_path, "retry", "busy") for _ in range(2)]
     for proc in retries:
         proc.communicate(timeout=180)
     events = read_jsonl(sweep / "attempts.jsonl")

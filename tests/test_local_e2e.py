@@ -7,14 +7,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import REPO, cli_env, tiny_spec, wait_for, write_spec
+from tests.conftest import REPO, start_cli, tiny_spec, wait_for, write_spec
 
 RUN_DIR_NAME = re.compile(r"^\d{8}_\d{6}_j\d+$")
 
@@ -154,14 +153,7 @@ def test_killed_job_keeps_its_epochs_and_retry_resumes_without_duplicates(tmp_pa
         configs: {only: {}}
     """,
     )
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli", "launch", "spec.yaml", "--executor", "local"],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = start_cli(tmp_path, "launch", "spec.yaml", "--executor", "local")
     sweep = wait_for(
         lambda: (tmp_path / "runs/killme/latest/sweep.json").exists() and sweep_dir_of(tmp_path, "killme"),
         60,

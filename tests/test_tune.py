@@ -21,7 +21,7 @@ from sweeper.errors import SpecError
 from sweeper.ledger import Ledger
 from sweeper.spec import parse_spec
 from sweeper.tune import load_study
-from tests.conftest import cli_env, wait_for, write_spec
+from tests.conftest import cli_env, start_cli, wait_for, write_spec
 
 SEARCH = """
     name: {name}
@@ -124,14 +124,7 @@ def test_seeds_are_averaged_and_never_searched(tmp_path, cli):
 
 def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(tmp_path, cli):
     search_spec(tmp_path, name="kill", epochs=30, sleep=0.2, n_trials=2, workers=1)
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli", "launch", "spec.yaml", "--executor", "local"],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = start_cli(tmp_path, "launch", "spec.yaml", "--executor", "local")
     sweep = wait_for(
         lambda: (
             (tmp_path / "runs/kill/latest/sweep.json").exists() and (tmp_path / "runs/kill/latest").resolve()

@@ -203,11 +203,29 @@ def _plugin(value: Any, key: str, known: dict[str, str]) -> PluginSpec:
     module = optuna.samplers if key == "sampler" else optuna.pruners
     accepted = set(inspect.signature(getattr(module, known[name])).parameters) - {"search_space"}
     options = {k: v for k, v in value.items() if k != "name"}
-    for option in options:
+    for option, setting in options.items():
         if option not in accepted:
             hint = did_you_mean(option, accepted)
             raise SchemaError(f"{key}.{option}", f"not an option of {known[name]}{hint}")
+        least = COUNT_OPTIONS.get(option)
+        ok = setting == "auto" and option in ("min_resource", "max_resource")
+        if least is not None and not ok and (type(setting) is not int or setting < least):
+            # Optuna takes these without a check and fails inside every worker later.
+            raise SchemaError(f"{key}.{option}", f"expected an integer >= {least}, got {setting!r}")
     return PluginSpec(name, options)
+
+
+# Sampler and pruner options that count trials or steps: the least value that works.
+COUNT_OPTIONS = {
+    "min_resource": 1,
+    "max_resource": 1,
+    "reduction_factor": 2,
+    "n_startup_trials": 0,
+    "n_warmup_steps": 0,
+    "interval_steps": 1,
+    "min_early_stopping_rate": 0,
+    "bootstrap_count": 0,
+}
 
 
 @dataclass

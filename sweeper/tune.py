@@ -107,8 +107,10 @@ def search_warnings(spec: SweepSpec) -> list[str]:
     options = pruner_options(spec)
     max_resource = options.get("max_resource")
     min_resource, eta = options.get("min_resource", 1), options.get("reduction_factor", 3)
-    if not isinstance(max_resource, int) or not isinstance(min_resource, int) or max_resource < min_resource:
+    if not all(isinstance(v, int) for v in (max_resource, min_resource, eta)):
         return []
+    if min_resource < 1 or eta < 2 or max_resource < min_resource:
+        return []  # Optuna itself refuses these when the study starts
     n_brackets = math.floor(math.log(max_resource / min_resource, eta)) + 1
     # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
     shares = [

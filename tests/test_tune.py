@@ -250,6 +250,14 @@ def test_dashboard_refuses_a_grid_sweep(tmp_path, cli):
             "s.yaml:4: search.params.lr: the grid sampler needs",
         ),
         ("  params: {}\n", "s.yaml:4: search.params: list at least one parameter"),
+        (
+            "  params: {lr: [0.1]}\n  pruner: {name: hyperband, reduction_factor: 1}\n",
+            "s.yaml:5: search.pruner.reduction_factor: expected an integer >= 2, got 1",
+        ),
+        (
+            "  params: {lr: [0.1]}\n  sampler: {name: tpe, n_startup_trials: 2.5}\n",
+            "s.yaml:5: search.sampler.n_startup_trials: expected an integer >= 0, got 2.5",
+        ),
     ],
 )
 def test_search_spec_errors(block, message):

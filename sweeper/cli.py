@@ -351,6 +351,13 @@ def status_command(sweep, root, watch, interval, states):
                     f"no sweeps under {root}/ (launch one with: sweeper launch sweeps/reg.yaml)"
                 )
             degraded[0] = result.degraded
+            for item in overviews:
+                if item.ledger.meta.get("search") == "optuna":
+                    try:
+                        add_study(item)
+                    except Exception as e:  # one unreachable study (RDB down) must not hide the others
+                        unread = f"{item.ledger.name}/{item.ledger.dir.name}: study not read ({str(e).splitlines()[0][:200]}); workers shown"
+                        result.warning = f"{result.warning}; {unread}" if result.warning else unread
             return render.sweeps_table(overviews, result)
         ledger = Ledger(sweep_dir)
         result = status.refresh([ledger])
@@ -368,6 +375,17 @@ def status_command(sweep, root, watch, interval, states):
         while True:
             time.sleep(interval)
             live.update(build())
+
+
+def add_study(item: status.SweepOverview) -> None:
+    """An Optuna sweep in the overview: its trials from the study (reconciled), not its worker jobs."""
+    from sweeper import tune
+    from sweeper.control import load_launched_spec
+
+    spec = load_launched_spec(item.ledger)
+    dead = {s.job_id for s in item.statuses if s.job_id and s.finished}
+    item.study = tune.study_rows(item.ledger, spec, dead_jobs=dead)
+    item.budget = tune.search_budget(spec)
 
 
 def search_status_view(ledger: Ledger, statuses):

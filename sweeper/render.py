@@ -39,6 +39,10 @@ STATE_STYLES = {
     "PREEMPTED": "yellow",
     "SKIPPED": "dim",
     "UNKNOWN": "dim",
+    # Optuna's trial states
+    "COMPLETE": "green",
+    "FAIL": "bold red",
+    "WAITING": "yellow",
 }
 
 
@@ -142,13 +146,6 @@ def study_table(rows: Sequence[dict], spec, title: str | None = None) -> Table:
         "note",
     ]:
         table.add_column(column, overflow="fold")
-    optuna_styles = {
-        "COMPLETE": "green",
-        "PRUNED": "blue",
-        "FAIL": "bold red",
-        "RUNNING": "cyan",
-        "WAITING": "yellow",
-    }
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row.get("epochs") else str(row.get("epoch") or "-")
         note = row.get("error") or ""
@@ -156,7 +153,7 @@ def study_table(rows: Sequence[dict], spec, title: str | None = None) -> Table:
             note = f"retry of trial {row['retry_of']}" + (f"; {note}" if note else "")
         table.add_row(
             str(row["number"]),
-            Text(row["state"], style=optuna_styles.get(row["state"], "")),
+            Text(row["state"], style=STATE_STYLES.get(row["state"], "")),
             *[format_value(row["params"][k]) if k in row["params"] else "-" for k in keys],
             num(row["value"]),
             epoch,
@@ -215,7 +212,10 @@ def sweeps_table(overviews: Sequence[SweepOverview], result: Refresh) -> Rendera
             f"{item.ledger.name}/{item.ledger.dir.name}",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0))),
             meta.get("executor", "?"),
-            str(len(item.statuses)),
+            str(len(item.statuses))
+            if item.study is None  # an Optuna sweep: trials spent of the budget, by its workers
+            else f"{sum(r['counted'] for r in item.study)}/{item.budget} by {len(item.statuses)} "
+            + ("worker" if len(item.statuses) == 1 else "workers"),
             counts_text(item.counts),
             f"{metric} {shown}",
         )

@@ -321,16 +321,23 @@ def count_states(statuses: list[TrialStatus]) -> Counter:
 @dataclass
 class SweepOverview:
     ledger: Ledger
-    statuses: list[TrialStatus]
+    statuses: list[TrialStatus]  # an Optuna sweep's are its worker jobs
+    study: list[dict[str, Any]] | None = None  # an Optuna sweep's trials (tune.study_rows)
+    budget: int | None = None  # an Optuna sweep's n_trials
 
     @property
     def counts(self) -> Counter:
+        if self.study is not None:
+            return Counter(row["state"] for row in self.study)
         return count_states(self.statuses)
 
     def best(self, metric: str | None = None) -> float | None:
         objective = self.ledger.meta.get("objective") or {}
         metric = metric or objective.get("metric", "valid/acc")
-        values = [s.last[metric] for s in self.statuses if s.last.get(metric) is not None]
+        if self.study is not None:  # the trials' values: the objective, mean over seeds
+            values = [row["value"] for row in self.study if row["state"] == "COMPLETE"]
+        else:
+            values = [s.last[metric] for s in self.statuses if s.last.get(metric) is not None]
         if not values:
             return None
         return min(values) if objective.get("direction") == "minimize" else max(values)

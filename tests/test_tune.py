@@ -100,6 +100,12 @@ def test_two_workers_spend_exactly_the_budget_and_pruned_jobs_exit_cleanly(tmp_p
     assert f"#{pruned.number} PRUNED" in analysis  # the trial column: Optuna's number and state
     status = cli("status", "opt").stdout
     assert "PRUNED" in status and "RUNNING" not in status
+    # the overview counts the study's trials (not the 2 worker jobs) and shows the best trial's value
+    overview = cli("status").stdout
+    counts = {s: sum(t.state == getattr(TrialState, s) for t in trials) for s in ("COMPLETE", "PRUNED")}
+    assert "8/8 by 2 workers" in overview
+    assert f"COMPLETE {counts['COMPLETE']}" in overview and f"PRUNED {counts['PRUNED']}" in overview
+    assert f"valid/acc {100 * study.best_value:.1f}%" in overview
 
 
 def test_seeds_are_averaged_and_never_searched(tmp_path, cli):
@@ -145,7 +151,9 @@ def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(t
     launcher.communicate(timeout=120)
     assert launcher.returncode == 1  # the worker died
 
-    out = cli("status", "kill").stdout  # reconciles
+    overview = cli("status").stdout  # the overview reconciles: the lost trial failed, its retry waits
+    assert "1/2 by 1 worker" in overview and "FAIL 1" in overview and "WAITING 1" in overview
+    out = cli("status", "kill").stdout
     ledger, study = study_of(tmp_path, "kill")
     lost = study.get_trials()[0]
     assert lost.state == TrialState.FAIL and lost.user_attrs["lost"] is True

@@ -98,19 +98,49 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
 
 
 def search_warnings(spec: SweepSpec) -> list[str]:
-    """What makes a search weaker than its spec suggests. Optuna's Hyperband lets TPE learn only from the
-    trials of the same bracket: with a small budget split over several brackets, most brackets never leave
-    TPE's random startup (measured in benchmarks/bench_tune.py)."""
-    search = spec.search
-    if search is None or search.sampler.name != "tpe" or search.pruner.name != "hyperband":
+    """What makes a search weaker than its spec suggests (both measured in benchmarks/bench_tune.py)."""
+    if spec.search is None:
         return []
+    return [w for w in (_pruned_in_warmup(spec), _brackets_too_small(spec)) if w]
+
+
+def _pruned_in_warmup(spec: SweepSpec) -> str | None:
+    """A pruner whose first decision comes before the lr warmup is over ranks trials on epochs trained at a
+    fraction of their learning rate: on digits with 2 warmup epochs, epoch 1's accuracy (10-25%) ranked the
+    trials with a Spearman correlation of 0.28 against their final value, epoch 3's with 0.77."""
+    schedule = spec.base.get("schedule")
+    warmup = schedule.get("warmup_epochs", 0) if isinstance(schedule, dict) else 0
+    if not isinstance(warmup, (int, float)) or warmup <= 0 or "schedule.warmup_epochs" in spec.search.params:
+        return None
+    name, options = spec.search.pruner.name, pruner_options(spec)
+    if name in ("hyperband", "successive_halving"):
+        key, first = "min_resource", options.get("min_resource", 1 if name == "hyperband" else "auto")
+    elif name in ("median", "percentile"):
+        key, first = "n_warmup_steps", max(options.get("n_warmup_steps", 0), 1)
+    else:
+        return None
+    if not isinstance(first, int) or first > warmup:
+        return None
+    return (
+        f"the {name} pruner can stop trials at epoch {first}, before the lr warmup is over "
+        f"(schedule.warmup_epochs: {warmup:g}): it would rank them on epochs trained at a fraction of their learning rate. "
+        f"Set {key} above {warmup:g}."
+    )
+
+
+def _brackets_too_small(spec: SweepSpec) -> str | None:
+    """Optuna's Hyperband lets TPE learn only from the trials of the same bracket: with a small budget split
+    over several brackets, most brackets never leave TPE's random startup."""
+    search = spec.search
+    if search.sampler.name != "tpe" or search.pruner.name != "hyperband":
+        return None
     options = pruner_options(spec)
     max_resource = options.get("max_resource")
     min_resource, eta = options.get("min_resource", 1), options.get("reduction_factor", 3)
     if not all(isinstance(v, int) for v in (max_resource, min_resource, eta)):
-        return []
+        return None
     if min_resource < 1 or eta < 2 or max_resource < min_resource:
-        return []  # Optuna itself refuses these when the study starts
+        return None  # Optuna itself refuses these when the study starts
     n_brackets = math.floor(math.log(max_resource / min_resource, eta)) + 1
     # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
     shares = [
@@ -120,13 +150,13 @@ def search_warnings(spec: SweepSpec) -> list[str]:
     startup = search.sampler.options.get("n_startup_trials", 10)
     random_only = [t for t in trials if t <= startup]
     if not random_only:
-        return []
-    return [
+        return None
+    return (
         f"Hyperband splits the {search_budget(spec)} trials into {n_brackets} brackets (about "
         f"{', '.join(str(round(t)) for t in trials)} trials) and TPE learns only from trials of the same "
         f"bracket: {len(random_only)} of them get no more than its {startup} random startup trials. Use fewer "
         "brackets (a larger min_resource or reduction_factor), more trials, or a smaller n_startup_trials."
-    ]
+    )
 
 
 def create_study(ledger: Ledger, spec: SweepSpec) -> dict[str, Any]:

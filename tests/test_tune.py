@@ -297,6 +297,32 @@ def test_tpe_with_hyperband_brackets_too_small_to_learn_is_warned(tmp_path, cli,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("schedule", "pruner", "warning"),
+    [
+        ("{warmup_epochs: 2}", "{name: hyperband, min_resource: 2}", "hyperband pruner can stop trials at epoch 2"),
+        ("{warmup_epochs: 2}", "{name: hyperband, min_resource: 3}", None),
+        ("{warmup_epochs: 1}", "{name: median}", "median pruner can stop trials at epoch 1"),
+        ("{warmup_epochs: 2}", "{name: median, n_warmup_steps: 3}", None),
+        ("{warmup_epochs: 0}", "{name: hyperband}", None),
+    ],
+)
+def test_pruning_during_the_lr_warmup_is_warned(tmp_path, cli, schedule, pruner, warning):
+    write_spec(
+        tmp_path,
+        f"name: w\nentrypoint: jobfns:curve\nbase: {{epochs: 15, lr: 0.01, schedule: {schedule}}}\n"
+        "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
+        f"  sampler: random\n  pruner: {pruner}\n  n_trials: 8\n",
+    )
+    out = cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
+    if warning is None:
+        assert "warning" not in out
+    else:
+        key = "min_resource" if "hyperband" in warning else "n_warmup_steps"
+        assert f"warning: the {warning}, before the lr warmup is over" in out
+        assert f"Set {key} above" in " ".join(out.split())
+
+
 def test_search_cannot_mix_with_grid():
     with pytest.raises(SpecError, match="cannot be combined"):
         parse_spec(

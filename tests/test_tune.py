@@ -300,7 +300,11 @@ def test_tpe_with_hyperband_brackets_too_small_to_learn_is_warned(tmp_path, cli,
 @pytest.mark.parametrize(
     ("schedule", "pruner", "warning"),
     [
-        ("{warmup_epochs: 2}", "{name: hyperband, min_resource: 2}", "hyperband pruner can stop trials at epoch 2"),
+        (
+            "{warmup_epochs: 2}",
+            "{name: hyperband, min_resource: 2}",
+            "hyperband pruner can stop trials at epoch 2",
+        ),
         ("{warmup_epochs: 2}", "{name: hyperband, min_resource: 3}", None),
         ("{warmup_epochs: 1}", "{name: median}", "median pruner can stop trials at epoch 1"),
         ("{warmup_epochs: 2}", "{name: median, n_warmup_steps: 3}", None),

@@ -123,8 +123,8 @@ def _pruned_in_warmup(spec: SweepSpec) -> str | None:
         return None
     return (
         f"the {name} pruner can stop trials at epoch {first}, before the lr warmup is over "
-        f"(schedule.warmup_epochs: {warmup:g}): it would rank them on epochs trained at a fraction of their learning rate. "
-        f"Set {key} above {warmup:g}."
+        f"(schedule.warmup_epochs: {warmup:g}): it would rank them on epochs trained at a fraction of "
+        f"their learning rate. Set {key} above {warmup:g}."
     )
 
 

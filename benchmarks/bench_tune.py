@@ -142,11 +142,12 @@ def run(method: str, workdir: Path, args) -> dict:
     ledger = Ledger(sweep)
     study = load_study(ledger, load_launched_spec(ledger))
     states = [t.state.name for t in study.get_trials()]
+    complete = states.count("COMPLETE") > 0  # a search whose trials were all pruned found nothing
     return {
         "method": method,
         "trial_epochs": epochs,
-        "best": study.best_value,
-        "best_params": study.best_params,
+        "best": study.best_value if complete else None,
+        "best_params": study.best_params if complete else None,
         "wall": wall,
         "pruned": states.count("PRUNED"),
         "complete": states.count("COMPLETE"),
@@ -213,17 +214,25 @@ def main() -> None:
     parser.add_argument(
         "--min-resource", dest="min_resource", type=int, default=3, help="Hyperband's min steps"
     )
-    parser.add_argument("--reduction", type=int, default=5, help="Hyperband's reduction factor")
+    parser.add_argument("--reduction", type=int, default=4, help="Hyperband's reduction factor")
     parser.add_argument(
-        "--bootstrap", type=int, default=2, help="trials stopped at each rung before any is promoted"
+        "--bootstrap", type=int, default=1, help="trials stopped at each rung before any is promoted"
     )
     parser.add_argument(
         "--reeval-seeds", dest="reeval_seeds", type=int, default=16, help="fresh seeds for each best config"
     )
+    parser.add_argument("--workdir", help="keep the sweeps in this folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run(method, Path(tmp), args) for method in methods(args)]
-        reevaluate(results, Path(tmp), args)
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        results = [run(method, workdir, args) for method in methods(args)]
+        reevaluate([r for r in results if r["best_params"] is not None], workdir, args)
+    for r in results:  # a search that completed no trial found no config: it is scored as the worst config
+        if r["best_params"] is None:
+            worst = min((x for x in results if x["best_params"] is not None), key=lambda x: x["reeval"])
+            r.update(best=float("nan"), by_seed=worst["by_seed"], reeval=worst["reeval"], reeval_std=0.0)
+            print(f"{r['method']}: no trial completed; scored as the worst config found ({worst['method']})")
     base, tpe = results[0], results[2:]
     if len(tpe) > 1:  # the mean over the TPE searches: what a researcher can expect from one
         mean = lambda key: statistics.mean(r[key] for r in tpe)  # noqa: E731

@@ -101,7 +101,7 @@ def search_warnings(spec: SweepSpec) -> list[str]:
     """What makes a search weaker than its spec suggests (both measured in benchmarks/bench_tune.py)."""
     if spec.search is None:
         return []
-    return [w for w in (_pruned_in_warmup(spec), _brackets_too_small(spec)) if w]
+    return [w for w in (_pruned_in_warmup(spec), _brackets_too_small(spec), _bootstrap_starves(spec)) if w]
 
 
 def _pruned_in_warmup(spec: SweepSpec) -> str | None:
@@ -128,25 +128,52 @@ def _pruned_in_warmup(spec: SweepSpec) -> str | None:
     )
 
 
+def _brackets(spec: SweepSpec) -> list[tuple[float, list[int]]] | None:
+    """Successive halving's or Hyperband's brackets as (expected trials, rung steps), where the options
+    are plain numbers; None for other pruners or options Optuna resolves at run time ("auto")."""
+    name, options = spec.search.pruner.name, pruner_options(spec)
+    if name not in ("hyperband", "successive_halving"):
+        return None
+    epochs = spec.base.get("epochs")
+    steps = options.get("max_resource", epochs * len(spec.seeds) if isinstance(epochs, int) else None)
+    min_resource = options.get("min_resource", 1 if name == "hyperband" else "auto")
+    eta = options.get("reduction_factor", 3 if name == "hyperband" else 4)
+    rate = options.get("min_early_stopping_rate", 0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, min_resource, eta, rate)):
+        return None
+    if min_resource < 1 or eta < 2 or steps < min_resource:
+        return None  # Optuna itself refuses these when the study starts
+    budget = search_budget(spec)
+    if name == "successive_halving":
+        return [(budget, _rungs(min_resource, eta, rate, steps))]
+    n_brackets = math.floor(math.log(steps / min_resource, eta)) + 1
+    # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
+    shares = [
+        math.ceil(n_brackets * eta ** (n_brackets - 1 - b) / (n_brackets - b)) for b in range(n_brackets)
+    ]
+    return [
+        (budget * share / sum(shares), _rungs(min_resource, eta, b, steps)) for b, share in enumerate(shares)
+    ]
+
+
+def _rungs(min_resource: int, eta: int, rate: int, steps: int) -> list[int]:
+    rungs, k = [], 0
+    while min_resource * eta ** (rate + k) <= steps:
+        rungs.append(min_resource * eta ** (rate + k))
+        k += 1
+    return rungs
+
+
 def _brackets_too_small(spec: SweepSpec) -> str | None:
     """Optuna's Hyperband lets TPE learn only from the trials of the same bracket: with a small budget split
     over several brackets, most brackets never leave TPE's random startup."""
     search = spec.search
     if search.sampler.name != "tpe" or search.pruner.name != "hyperband":
         return None
-    options = pruner_options(spec)
-    max_resource = options.get("max_resource")
-    min_resource, eta = options.get("min_resource", 1), options.get("reduction_factor", 3)
-    if not all(isinstance(v, int) for v in (max_resource, min_resource, eta)):
+    brackets = _brackets(spec)
+    if brackets is None:
         return None
-    if min_resource < 1 or eta < 2 or max_resource < min_resource:
-        return None  # Optuna itself refuses these when the study starts
-    n_brackets = math.floor(math.log(max_resource / min_resource, eta)) + 1
-    # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
-    shares = [
-        math.ceil(n_brackets * eta ** (n_brackets - 1 - b) / (n_brackets - b)) for b in range(n_brackets)
-    ]
-    trials = [search_budget(spec) * share / sum(shares) for share in shares]
+    n_brackets, trials = len(brackets), [n for n, _ in brackets]
     startup = search.sampler.options.get("n_startup_trials", 10)
     random_only = [t for t in trials if t <= startup]
     if not random_only:
@@ -157,6 +184,56 @@ def _brackets_too_small(spec: SweepSpec) -> str | None:
         f"bracket: {len(random_only)} of them get no more than its {startup} random startup trials. Use fewer "
         "brackets (a larger min_resource or reduction_factor), more trials, or a smaller n_startup_trials."
     )
+
+
+def _bootstrap_starves(spec: SweepSpec) -> str | None:
+    """Optuna cannot pause a trial: `bootstrap_count` N prunes the first N trials to reach each rung outright,
+    and a later one goes on only if it ranks in the top 1/reduction_factor of those at the rung so far. With
+    few trials per bracket, a search can end with no trial completed (measured on the digits benchmark)."""
+    bootstrap = spec.search.pruner.options.get("bootstrap_count", 0)
+    brackets = _brackets(spec)
+    if not isinstance(bootstrap, int) or bootstrap < 1 or brackets is None:
+        return None
+    eta = pruner_options(spec).get("reduction_factor", 3 if spec.search.pruner.name == "hyperband" else 4)
+    none, expected = no_trial_completes(brackets, bootstrap, eta)
+    if none < 0.05:
+        return None
+    sizes = ", ".join(str(round(n)) for n, _ in brackets)
+    return (
+        f"bootstrap_count {bootstrap} prunes the first {bootstrap} trials to reach each rung (Optuna cannot "
+        f"pause them): with about {sizes} trials per bracket, a search completes no trial {none:.0%} of "
+        f"the time and about {expected:.1f} on average (trials in random order). Lower bootstrap_count or "
+        "give the search more trials."
+    )
+
+
+def no_trial_completes(
+    brackets: list[tuple[float, list[int]]], bootstrap: int, eta: int, draws: int = 2000
+) -> tuple[float, float]:
+    """How often no trial completes, and how many complete on average, under Optuna's successive-halving rule
+    with trials arriving one after the other and their values at each rung in random order."""
+    import random
+
+    rng = random.Random(0)
+    nothing, completed = 0, 0
+    for _ in range(draws):
+        done = 0
+        for size, rungs in brackets:
+            at_rung: list[list[float]] = [[] for _ in rungs]
+            for _ in range(round(size)):
+                for values in at_rung:
+                    value = rng.random()
+                    values.append(value)
+                    if len(values) <= bootstrap:
+                        break
+                    top = max(len(values) // eta, 1)  # the best-so-far goes on before eta trials arrived
+                    if value < sorted(values)[-top]:
+                        break
+                else:
+                    done += 1
+        nothing += done == 0
+        completed += done
+    return nothing / draws, completed / draws
 
 
 def create_study(ledger: Ledger, spec: SweepSpec) -> dict[str, Any]:

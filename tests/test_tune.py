@@ -327,6 +327,38 @@ def test_pruning_during_the_lr_warmup_is_warned(tmp_path, cli, schedule, pruner,
         assert f"Set {key} above" in " ".join(out.split())
 
 
+@pytest.mark.parametrize(
+    ("pruner", "seeds", "warning"),
+    [
+        (
+            "{name: hyperband, min_resource: 3, reduction_factor: 5, bootstrap_count: 2}",
+            "[0, 1, 2]",
+            "with about 23, 9 trials per bracket, a search completes no trial 13% of the time",
+        ),
+        ("{name: hyperband, min_resource: 3, reduction_factor: 4, bootstrap_count: 1}", "[0, 1, 2]", None),
+        ("{name: hyperband, min_resource: 3, reduction_factor: 5}", "[0, 1, 2]", None),
+        (
+            "{name: successive_halving, min_resource: 1, reduction_factor: 2, bootstrap_count: 3}",
+            "[0]",
+            "with about 32 trials per bracket, a search completes no trial",
+        ),
+        ("{name: successive_halving, bootstrap_count: 3}", "[0]", None),  # min_resource auto: unknown
+    ],
+)
+def test_a_bootstrap_that_can_leave_no_trial_completed_is_warned(tmp_path, cli, pruner, seeds, warning):
+    write_spec(
+        tmp_path,
+        f"name: w\nentrypoint: jobfns:curve\nbase: {{epochs: 15, lr: 0.01}}\nseeds: {seeds}\n"
+        "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
+        f"  sampler: {{name: tpe, n_startup_trials: 5}}\n  pruner: {pruner}\n  n_trials: 32\n",
+    )
+    out = " ".join(cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout.split())
+    if warning is None:
+        assert "warning" not in out
+    else:
+        assert "prunes the first" in out and warning in out, out
+
+
 def test_search_cannot_mix_with_grid():
     with pytest.raises(SpecError, match="cannot be combined"):
         parse_spec(

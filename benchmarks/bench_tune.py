@@ -11,18 +11,21 @@ value says how good the configuration it found really is, and the target is judg
 
 Every method tries the same number of configurations: the 32 points of a 2^5 grid over lr, weight decay,
 dropout, layers and d_model, or 32 TPE trials over the same ranges. Each seed's epochs are reported to
-Hyperband one after the other (max_resource = epochs x seeds = 45). Hyperband: min_resource 3, reduction 5,
-bootstrap_count 2: two brackets of about 23 and 9 trials; the first stops trials at epoch 3 or at the end of
-their first seed (epoch 15), the second only at the end of the first seed. Why these:
+Hyperband one after the other (max_resource = epochs x seeds = 45). Hyperband: min_resource 3, reduction 4,
+bootstrap_count 1: two brackets of about 21 and 11 trials; the first stops trials at epoch 3 or at epoch 12
+of their first seed, the second only at epoch 12. Why these:
 - The first rung comes after the 2-epoch lr warmup: at epoch 1 the trials sit at 10-25% accuracy and rank
   with a Spearman correlation of 0.28 against their final value (0.77 at epoch 3, 0.90 at epoch 10; measured
   on the unpruned grid). 1-layer models learn faster early but end worse: searches with min_resource 1 or 2,
   or a single rung at epoch 4, sometimes picked one.
 - Two brackets, as Optuna's TPE learns only from the trials of the same bracket (more brackets leave most of
   them in TPE's random startup).
-- bootstrap_count 2: Optuna cannot pause a trial, so it promotes any trial that is the best so far at a rung;
+- bootstrap_count 1: Optuna cannot pause a trial, so it promotes any trial that is the best so far at a rung;
   without a bootstrap the first trials of each bracket (TPE's random startup) all run to the end, which cost
-  0.31-0.47x of the unpruned trial-epochs (3 searches) instead of 0.19-0.34x (9 searches, mean 0.26x).
+  0.31-0.47x of the unpruned trial-epochs (3 searches). A bootstrap prunes the first trials at each rung
+  outright instead: bootstrap_count 2 with reduction 5 cost 0.19-0.34x (9 searches) but completes no trial
+  in about 13% of searches (one run of this script did; `launch` warns); bootstrap_count 1 with reduction 4
+  does so about 2% of the time.
 - Seeds one after the other, the rungs in the first seed, not in lockstep (every seed to the rung epoch,
   then a decision on their mean): lockstep pays min_resource x seeds epochs per trial before the first
   decision, 0.2x of the unpruned trial-epochs here before any trial goes on, and successive halving's

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -93,6 +94,19 @@ def pruner_options(spec: SweepSpec) -> dict[str, Any]:
     return options
 
 
+# Optuna's defaults for the pruners with rungs, which the warnings below reason about.
+RUNG_DEFAULTS = {
+    "hyperband": {"min_resource": 1, "reduction_factor": 3, "min_early_stopping_rate": 0},
+    "successive_halving": {"min_resource": "auto", "reduction_factor": 4, "min_early_stopping_rate": 0},
+}
+
+
+def rung_options(spec: SweepSpec) -> dict[str, Any] | None:
+    """A successive-halving or Hyperband pruner's options with Optuna's defaults filled in; None for others."""
+    defaults = RUNG_DEFAULTS.get(spec.search.pruner.name)
+    return None if defaults is None else {**defaults, **pruner_options(spec)}
+
+
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return getattr(optuna.pruners, PRUNERS[spec.search.pruner.name])(**pruner_options(spec))
 
@@ -112,11 +126,11 @@ def _pruned_in_warmup(spec: SweepSpec) -> str | None:
     warmup = schedule.get("warmup_epochs", 0) if isinstance(schedule, dict) else 0
     if not isinstance(warmup, (int, float)) or warmup <= 0 or "schedule.warmup_epochs" in spec.search.params:
         return None
-    name, options = spec.search.pruner.name, pruner_options(spec)
-    if name in ("hyperband", "successive_halving"):
-        key, first = "min_resource", options.get("min_resource", 1 if name == "hyperband" else "auto")
+    name, rung = spec.search.pruner.name, rung_options(spec)
+    if rung is not None:
+        key, first = "min_resource", rung["min_resource"]
     elif name in ("median", "percentile"):
-        key, first = "n_warmup_steps", max(options.get("n_warmup_steps", 0), 1)
+        key, first = "n_warmup_steps", max(pruner_options(spec).get("n_warmup_steps", 0), 1)
     else:
         return None
     if not isinstance(first, int) or first > warmup:
@@ -131,20 +145,19 @@ def _pruned_in_warmup(spec: SweepSpec) -> str | None:
 def _brackets(spec: SweepSpec) -> list[tuple[float, list[int]]] | None:
     """Successive halving's or Hyperband's brackets as (expected trials, rung steps), where the options
     are plain numbers; None for other pruners or options Optuna resolves at run time ("auto")."""
-    name, options = spec.search.pruner.name, pruner_options(spec)
-    if name not in ("hyperband", "successive_halving"):
+    options = rung_options(spec)
+    if options is None:
         return None
     epochs = spec.base.get("epochs")
     steps = options.get("max_resource", epochs * len(spec.seeds) if isinstance(epochs, int) else None)
-    min_resource = options.get("min_resource", 1 if name == "hyperband" else "auto")
-    eta = options.get("reduction_factor", 3 if name == "hyperband" else 4)
-    rate = options.get("min_early_stopping_rate", 0)
+    min_resource, eta = options["min_resource"], options["reduction_factor"]
+    rate = options["min_early_stopping_rate"]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, min_resource, eta, rate)):
         return None
     if min_resource < 1 or eta < 2 or steps < min_resource:
         return None  # Optuna itself refuses these when the study starts
     budget = search_budget(spec)
-    if name == "successive_halving":
+    if spec.search.pruner.name == "successive_halving":
         return [(budget, _rungs(min_resource, eta, rate, steps))]
     n_brackets = math.floor(math.log(steps / min_resource, eta)) + 1
     # Optuna's allocation: bracket b gets ceil(n * eta^s / (s + 1)) shares, s = n - 1 - b.
@@ -194,8 +207,7 @@ def _bootstrap_starves(spec: SweepSpec) -> str | None:
     brackets = _brackets(spec)
     if not isinstance(bootstrap, int) or bootstrap < 1 or brackets is None:
         return None
-    eta = pruner_options(spec).get("reduction_factor", 3 if spec.search.pruner.name == "hyperband" else 4)
-    none, expected = no_trial_completes(brackets, bootstrap, eta)
+    none, expected = no_trial_completes(brackets, bootstrap, rung_options(spec)["reduction_factor"])
     if none < 0.05:
         return None
     sizes = ", ".join(str(round(n)) for n, _ in brackets)
@@ -212,8 +224,6 @@ def no_trial_completes(
 ) -> tuple[float, float]:
     """How often no trial completes, and how many complete on average, under Optuna's successive-halving rule
     with trials arriving one after the other and their values at each rung in random order."""
-    import random
-
     rng = random.Random(0)
     nothing, completed = 0, 0
     for _ in range(draws):

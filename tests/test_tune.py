@@ -274,6 +274,18 @@ def test_search_spec_errors(block, message):
     assert str(info.value).startswith(message), str(info.value)
 
 
+def dry_run(tmp_path: Path, cli, base: str, search: str, seeds: str | None = None) -> str:
+    """`launch --dry-run` of a search over lr with the curve entrypoint; its stdout (warnings included)."""
+    write_spec(
+        tmp_path,
+        f"name: w\nentrypoint: jobfns:curve\nbase: {base}\n"
+        + (f"seeds: {seeds}\n" if seeds else "")
+        + "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
+        + search,
+    )
+    return cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
+
+
 @pytest.mark.parametrize(
     ("pruner", "startup", "warned"),
     [
@@ -283,13 +295,13 @@ def test_search_spec_errors(block, message):
     ],
 )
 def test_tpe_with_hyperband_brackets_too_small_to_learn_is_warned(tmp_path, cli, pruner, startup, warned):
-    write_spec(
+    out = dry_run(
         tmp_path,
-        "name: w\nentrypoint: jobfns:curve\nbase: {epochs: 15, lr: 0.01}\nseeds: [0, 1]\n"
-        "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
+        cli,
+        "{epochs: 15, lr: 0.01}",
         f"  sampler: {{name: tpe, n_startup_trials: {startup}}}\n  pruner: {pruner}\n  n_trials: 32\n",
+        seeds="[0, 1]",
     )
-    out = cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
     assert (
         "warning: Hyperband splits the 32 trials into 4 brackets (about 18, 8, 4, 3 trials)" in out
     ) is warned
@@ -312,13 +324,12 @@ def test_tpe_with_hyperband_brackets_too_small_to_learn_is_warned(tmp_path, cli,
     ],
 )
 def test_pruning_during_the_lr_warmup_is_warned(tmp_path, cli, schedule, pruner, warning):
-    write_spec(
+    out = dry_run(
         tmp_path,
-        f"name: w\nentrypoint: jobfns:curve\nbase: {{epochs: 15, lr: 0.01, schedule: {schedule}}}\n"
-        "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
+        cli,
+        f"{{epochs: 15, lr: 0.01, schedule: {schedule}}}",
         f"  sampler: random\n  pruner: {pruner}\n  n_trials: 8\n",
     )
-    out = cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout
     if warning is None:
         assert "warning" not in out
     else:
@@ -346,13 +357,8 @@ def test_pruning_during_the_lr_warmup_is_warned(tmp_path, cli, schedule, pruner,
     ],
 )
 def test_a_bootstrap_that_can_leave_no_trial_completed_is_warned(tmp_path, cli, pruner, seeds, warning):
-    write_spec(
-        tmp_path,
-        f"name: w\nentrypoint: jobfns:curve\nbase: {{epochs: 15, lr: 0.01}}\nseeds: {seeds}\n"
-        "search:\n  params: {lr: {type: float, low: 1e-4, high: 1.0, log: true}}\n"
-        f"  sampler: {{name: tpe, n_startup_trials: 5}}\n  pruner: {pruner}\n  n_trials: 32\n",
-    )
-    out = " ".join(cli("launch", "spec.yaml", "--executor", "local", "--dry-run").stdout.split())
+    search = f"  sampler: {{name: tpe, n_startup_trials: 5}}\n  pruner: {pruner}\n  n_trials: 32\n"
+    out = " ".join(dry_run(tmp_path, cli, "{epochs: 15, lr: 0.01}", search, seeds=seeds).split())
     if warning is None:
         assert "warning" not in out
     else:

@@ -97,12 +97,12 @@ def main() -> None:
     parser.add_argument("--finish-timeout", type=float, default=3600, help="seconds to wait for the end")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from sweeper import slurm
+    from sweeper.backends import slurm_commands as slurm
 
     if not slurm.available():
         raise SystemExit("no SLURM here: start the local cluster with `sudo slurm/cluster.sh start`")
     limit = slurm.max_array_size()
-    from sweeper.launch import split_arrays
+    from sweeper.backends.slurm import split_arrays
 
     parts = split_arrays(args.trials, limit, args.parallelism)
     sizes, after = [p.size for p in parts], [p.after for p in parts]

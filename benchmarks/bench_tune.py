@@ -138,12 +138,11 @@ def run(method: str, workdir: Path, args) -> dict:
     wall = time.perf_counter() - start
     sweep = (workdir / "runs" / name / "latest").resolve()
     epochs = sum(pq.read_metadata(p).num_rows for p in sweep.glob("*/metrics.parquet"))
-    from sweeper.control import load_launched_spec
     from sweeper.ledger import Ledger
-    from sweeper.tune import load_study
+    from sweeper.study import load_study
 
     ledger = Ledger(sweep)
-    study = load_study(ledger, load_launched_spec(ledger))
+    study = load_study(ledger, ledger.launched_spec())
     states = [t.state.name for t in study.get_trials()]
     complete = states.count("COMPLETE") > 0  # a search whose trials were all pruned found nothing
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
@@ -11,15 +12,19 @@ import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
-from sweeper import __version__, render, status
+from sweeper import __version__, backends, kinds, status, views
+from sweeper.display import markdown_table
 from sweeper.errors import SweeperError
 from sweeper.ledger import Ledger, resolve_sweep
-from sweeper.space import CONFIRM_ABOVE, count_trials, expand, format_value
+from sweeper.space import CONFIRM_ABOVE
 from sweeper.spec import load_spec
+from sweeper.states import RETRY_BY_DEFAULT
 
 if TYPE_CHECKING:
-    from sweeper import launch
+    from sweeper.kinds.base import Outcome
 
 # Tables are wide: when output goes to a file or a pipe (CI logs, `| less`), do not squeeze them into 80 columns.
 console = Console() if Console().is_terminal else Console(width=220)
@@ -61,7 +66,7 @@ def main() -> None:
 )
 @click.option(
     "--executor",
-    type=click.Choice(["auto", "local", "slurm", "debug"]),
+    type=click.Choice(["auto", *backends.NAMES]),
     default=None,
     help="Where jobs run (default: the spec's, else slurm if sbatch exists, else local).",
 )
@@ -90,115 +95,43 @@ def launch_command(spec_path, overrides, executor, dry_run, wait, root, yes, fro
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()
-    size = count_trials(spec) if spec.search is None else spec.search.workers
-    if size > CONFIRM_ABOVE and not (yes or dry_run):
-        question = f"{spec.path}: this sweep has {size:,} trials. Launch them all?"
-        if not sys.stdin.isatty():
-            raise SweeperError(f"{question} Pass --yes to confirm (no terminal to ask on).")
-        if not click.confirm(question, default=False):
-            raise SweeperError("not launched")
-    trials = expand(spec)
-    plan = launch.make_plan(spec, trials, executor, query_cluster=True)
-    if spec.search is not None:
-        from sweeper.tune import search_warnings
-
-        for warning in search_warnings(spec):
-            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    question = launch.size_question(spec)
+    if question and not (yes or dry_run):
+        confirm(question)
+    plan = launch.make_plan(spec, executor=executor, query_cluster=True)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if dry_run:
-        print_plan(plan)
+        console.print(
+            views.parts(plan.kind.plan_parts(plan.spec, plan.trials, plan.executor, plan.resources))
+        )
+        for line in views.plan_lines(plan):
+            console.print(line, highlight=False, markup=False)
         return
     ledger = launch.create_ledger(plan, root, sys.argv)
-    what = (
-        f"Optuna search, {spec.search.n_trials} trials by {len(trials)} workers"
-        if spec.search
-        else f"{len(trials)} trials"
-    )
     console.print(
-        f"sweep [bold]{spec.name}[/]: {what} on [bold]{plan.executor}[/] ({plan.parallelism} at a time) -> {ledger.dir}",
+        f"sweep [bold]{spec.name}[/]: {plan.kind.describe(spec, len(plan.trials))} on [bold]{plan.executor}[/] "
+        f"({plan.parallelism} at a time) -> {ledger.dir}",
         highlight=False,
     )
-    waiting = plan.executor != "slurm" if wait is None else wait
-    statuses = run_with_progress(plan, ledger, trials, waiting)
-    finish(ledger, statuses)
+    finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait)))
 
 
-def print_plan(plan: launch.Plan) -> None:
+def confirm(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise SweeperError(f"{question} Pass --yes to confirm (no terminal to ask on).")
+    if not click.confirm(question, default=False):
+        raise SweeperError("not launched")
+
+
+def run_with_progress(
+    plan, ledger, waiting: bool, fresh: bool = False, rerun: bool = False
+) -> Outcome | None:
+    """Run/submit the plan's trials with a live view of them (a line per change when not on a terminal);
+    when it waited, their outcome (a rerun's: of the trials it ran; a launch's: of the whole sweep)."""
     from sweeper import launch
 
-    if plan.spec.search is not None:
-        print_search_plan(plan)
-        return
-    names = render.short_names(plan.spec.swept_keys) if plan.spec.swept_keys else {}
-    table = render.Table(
-        title=f"{plan.spec.name}: {len(plan.trials)} trials (dry run: nothing submitted)", header_style="bold"
-    )
-    for column in ["trial id", *names.values(), "seed"]:
-        table.add_column(column)
-    for trial in plan.trials:
-        table.add_row(
-            trial.trial_id,
-            *[format_value(trial.params[k]) if k in trial.params else "-" for k in names],
-            str(trial.seed),
-        )
-    console.print(table)
-    console.print(
-        f"executor: [bold]{plan.executor}[/], at most {plan.parallelism} at a time, {plan.threads} torch thread(s) per job"
-    )
-    for key, value in plan.executor_params.items():
-        console.print(f"  {key} = {value}", highlight=False)
-    if plan.profile:
-        console.print(f"cluster profile: {plan.profile}", highlight=False)
-    if plan.executor == "slurm":
-        limit = plan.max_array_size or f"unknown ({plan.cluster_error})"
-        console.print(f"MaxArraySize: {limit}; {len(plan.arrays)} array(s):", highlight=False)
-        for line in launch.array_plan_lines(plan):
-            console.print(f"  {line}", highlight=False)
-        preview = launch.sbatch_preview(plan)
-        if preview:
-            console.print("sbatch parameters (array 1):")
-            for line in preview:
-                console.print(f"  {line}", highlight=False, markup=False)
-
-
-def print_search_plan(plan: launch.Plan) -> None:
-    search = plan.spec.search
-    table = render.Table(
-        title=f"{plan.spec.name}: Optuna search (dry run: nothing submitted)", header_style="bold"
-    )
-    for column in ("parameter", "type", "range / choices", "when"):
-        table.add_column(column)
-    for key, param in search.params.items():
-        if param.type == "categorical":
-            values = ", ".join(format_value(c) for c in param.choices)
-        else:
-            values = (
-                f"[{format_value(param.low)}, {format_value(param.high)}]"
-                + (" log" if param.log else "")
-                + (f" step {format_value(param.step)}" if param.step else "")
-            )
-        when = ", ".join(f"{k}={format_value(v)}" for k, v in (param.when or {}).items())
-        table.add_row(key, param.type, values, when or "-")
-    console.print(table)
-    options = lambda plugin: ", ".join(f"{k}={format_value(v)}" for k, v in plugin.options.items())  # noqa: E731
-    console.print(
-        f"sampler: {search.sampler.name} ({options(search.sampler) or 'defaults'}); "
-        f"pruner: {search.pruner.name} ({options(search.pruner) or 'defaults'})",
-        highlight=False,
-    )
-    console.print(
-        f"objective: {plan.spec.objective.direction} {plan.spec.objective.metric}, mean over seeds "
-        f"{plan.spec.seeds}; budget {search.n_trials} trials; {search.workers} workers on {plan.executor}; "
-        f"storage: {search.storage or 'journal file in the sweep dir'}",
-        highlight=False,
-    )
-    for key, value in plan.executor_params.items():
-        console.print(f"  {key} = {value}", highlight=False)
-
-
-def run_with_progress(plan, ledger, trials, waiting: bool, fresh: bool = False):
-    """Run/submit with a live view of the trials (a line per change when not on a terminal)."""
-    from sweeper import launch
-
+    trials = plan.trials
     if not waiting:
         launch.execute(plan, ledger, trials, wait_for_end=False, fresh=fresh)
         arrays = launch.submitted_arrays(ledger, trials)
@@ -208,6 +141,7 @@ def run_with_progress(plan, ledger, trials, waiting: bool, fresh: bool = False):
             highlight=False,
         )
         return None
+    tracker = plan.kind.tracker(plan.spec, ledger, trials)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -215,117 +149,36 @@ def run_with_progress(plan, ledger, trials, waiting: bool, fresh: bool = False):
         TimeElapsedColumn(),
         console=console,
     )
-    seen: dict = {}
+    task = progress.add_task(tracker.description, total=tracker.total)
     live = Live(console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
-    if plan.spec.search is not None:
-        on_tick = search_progress(plan, ledger, progress, live, seen)
-    else:
-        on_tick = trial_progress(trials, progress, live, seen)
-    if live is not None:
-        with live:
-            return launch.execute(plan, ledger, trials, wait_for_end=True, on_tick=on_tick, fresh=fresh)
-    return launch.execute(plan, ledger, trials, wait_for_end=True, on_tick=on_tick, fresh=fresh)
 
-
-def trial_progress(trials, progress, live, seen):
-    task = progress.add_task("trials finished", total=len(trials))
-    ids = {t.trial_id for t in trials}
-
-    def on_tick(statuses):
-        mine = [s for s in statuses if s.trial_id in ids]
-        progress.update(task, completed=sum(s.finished for s in mine))
-        active = [s for s in mine if s.state in ("RUNNING", "PENDING")]
+    def on_tick(statuses) -> None:
+        snapshot = tracker.snapshot(statuses, live is not None)
+        if snapshot is None:
+            return
+        progress.update(task, completed=snapshot.done)
         if live is not None:
-            live.update(Group(progress, render.status_table(active, title="running")) if active else progress)
-            return
-        for s in mine:  # plain log lines for CI and pipes
-            key = (s.state, s.epoch // 5)
-            if seen.get(s.trial_id) != key:
-                seen[s.trial_id] = key
-                epoch = f" epoch {s.epoch}/{s.epochs}" if s.epoch else ""
-                acc = s.last.get("valid/acc")
-                console.print(
-                    f"  {s.trial_id}: {s.state}{epoch}"
-                    + (f" valid/acc {render.pct(acc)}" if acc is not None else ""),
-                    highlight=False,
-                )
+            live.update(Group(progress, views.part(snapshot.table)) if snapshot.table else progress)
+        for line in snapshot.lines:
+            console.print(line, highlight=False)
 
-    return on_tick
+    with live or contextlib.nullcontext():
+        statuses = launch.execute(plan, ledger, trials, wait_for_end=True, on_tick=on_tick, fresh=fresh)
+    return plan.kind.outcome(ledger, statuses, trials if rerun else None)
 
 
-def search_progress(plan, ledger, progress, live, seen, every_s: float = 2.0):
-    """Progress of an Optuna sweep: finished trials out of the budget, read from the study every few seconds."""
-    from sweeper import tune
-
-    task = progress.add_task("optuna trials finished", total=tune.search_budget(plan.spec))
-    last = [0.0]
-
-    def on_tick(statuses):
-        if time.time() - last[0] < every_s and not all(s.finished for s in statuses):
-            return
-        last[0] = time.time()
-        rows = tune.study_rows(ledger, plan.spec)
-        done = sum(r["counted"] and r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)
-        progress.update(task, completed=done)
-        if live is not None:
-            live.update(Group(progress, render.study_table(rows, plan.spec)))
-            return
-        for row in rows:
-            key = (row["state"], (row["epoch"] or 0) // 5)
-            if seen.get(row["number"]) != key:
-                seen[row["number"]] = key
-                value = "" if row["value"] is None else f" value {row['value']:.4f}"
-                console.print(
-                    f"  trial {row['number']}: {row['state']} epoch {row['epoch']}{value}", highlight=False
-                )
-
-    return on_tick
-
-
-def finish(ledger: Ledger, statuses, trials=None) -> None:
-    """Counts and errors of the trials just run (all of the sweep's when `trials` is None); exit 1 on failures."""
-    if statuses is None:
+def finish(outcome: Outcome | None) -> None:
+    """Show how the trials ended; exit 1 when any ended badly."""
+    if outcome is None:
         return
-    if ledger.meta.get("search") == "optuna":
-        finish_search(ledger, statuses)
-        return
-    if trials is not None:
-        wanted = {t.trial_id for t in trials}
-        statuses = [s for s in statuses if s.trial_id in wanted]
-    counts = status.count_states(statuses)
-    console.print(render.counts_text(counts))
-    failed = [s for s in statuses if s.state in status.FAILURES]
-    for s in failed:
-        if s.error:
-            console.print(f"  [red]{s.trial_id}[/]: {s.error}", highlight=False)
-    console.print(f"analyze with: analyze --checkpoints-path {ledger.dir}", highlight=False)
-    if failed:
-        sys.exit(1)
-
-
-def finish_search(ledger: Ledger, statuses) -> None:
-    from sweeper import tune
-    from sweeper.control import load_launched_spec
-
-    spec = load_launched_spec(ledger)
-    rows = tune.study_rows(ledger, spec)
-    console.print(render.study_table(rows, spec, title=f"{ledger.name}: {len(rows)} Optuna trials"))
-    console.print(render.counts_text(status.Counter(r["state"] for r in rows)))
-    done = [r for r in rows if r["state"] == "COMPLETE"]
-    if done:
-        best = (max if spec.objective.direction == "maximize" else min)(done, key=lambda r: r["value"])
-        params = ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())
-        console.print(
-            f"best trial {best['number']}: {spec.objective.metric} {best['value']:.4f} ({params})",
-            highlight=False,
-        )
-    for s in statuses:
-        if s.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED"):
-            console.print(f"  [red]{s.trial_id}[/]: {s.error}", highlight=False)
-    console.print(f"analyze with: analyze --checkpoints-path {ledger.dir}", highlight=False)
-    console.print(f"dashboard:    sweeper dashboard {ledger.dir}", highlight=False)
-    if any(s.state in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED") for s in statuses):
-        sys.exit(1)
+    console.print(views.parts(outcome.parts))
+    failures = views.failure_lines(outcome.failures)
+    if failures:
+        console.print(failures, highlight=False)
+    for hint in outcome.hints:
+        console.print(hint, highlight=False)
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)
 
 
 # -- status --------------------------------------------------------------------------------------------------
@@ -340,31 +193,22 @@ def status_command(sweep, root, watch, interval, states):
     """Every sweep at a glance, or one sweep's trials (states from one sacct call per refresh)."""
     only = {s.strip().upper() for s in states.split(",") if s.strip()} if states else None
     sweep_dir = resolve_sweep(sweep, root) if sweep is not None else None
-
     degraded = [False]
 
     def build():
         if sweep_dir is None:
-            overviews, result = status.overview(root)
-            if not overviews:
+            rows, result = kinds.overview(root)
+            if not rows:
                 raise SweeperError(
                     f"no sweeps under {root}/ (launch one with: sweeper launch sweeps/reg.yaml)"
                 )
             degraded[0] = result.degraded
-            for item in overviews:
-                if item.ledger.meta.get("search") == "optuna":
-                    try:
-                        add_study(item)
-                    except Exception as e:  # one unreachable study (RDB down) must not hide the others
-                        unread = f"{item.ledger.name}/{item.ledger.dir.name}: study not read ({str(e).splitlines()[0][:200]}); workers shown"
-                        result.warning = f"{result.warning}; {unread}" if result.warning else unread
-            return render.sweeps_table(overviews, result)
+            return views.sweeps_table(rows, result)
         ledger = Ledger(sweep_dir)
         result = status.refresh([ledger])
         degraded[0] = result.degraded
-        if ledger.meta.get("search") == "optuna":
-            return search_status_view(ledger, result.statuses[ledger.dir])
-        return render.sweep_status(ledger, result.statuses[ledger.dir], result, only)
+        found = kinds.of_ledger(ledger).status_parts(ledger, result.statuses[ledger.dir], only)
+        return Group(views.parts(found), *views.sources_text(result))
 
     if not watch:
         console.print(build())
@@ -375,33 +219,6 @@ def status_command(sweep, root, watch, interval, states):
         while True:
             time.sleep(interval)
             live.update(build())
-
-
-def add_study(item: status.SweepOverview) -> None:
-    """An Optuna sweep in the overview: its trials from the study (reconciled), not its worker jobs."""
-    from sweeper import tune
-    from sweeper.control import load_launched_spec
-
-    spec = load_launched_spec(item.ledger)
-    dead = {s.job_id for s in item.statuses if s.job_id and s.finished}
-    item.study = tune.study_rows(item.ledger, spec, dead_jobs=dead)
-    item.budget = tune.search_budget(spec)
-
-
-def search_status_view(ledger: Ledger, statuses):
-    """An Optuna sweep: its trials from the study (after reconciling dead workers) and its worker jobs."""
-    from sweeper import tune
-    from sweeper.control import load_launched_spec
-
-    spec = load_launched_spec(ledger)
-    dead = {s.job_id for s in statuses if s.job_id and s.finished}
-    rows = tune.study_rows(ledger, spec, dead_jobs=dead)
-    title = f"{ledger.name} {ledger.dir.name}: Optuna study, budget {spec.search.n_trials} trials"
-    return Group(
-        render.study_table(rows, spec, title=title),
-        render.counts_text(status.Counter(r["state"] for r in rows)),
-        render.status_table(statuses, title="workers"),
-    )
 
 
 # -- analyze -------------------------------------------------------------------------------------------------
@@ -538,7 +355,7 @@ def analyze_command(
         click.echo(analysis_render.report_markdown(report))
     else:
         for renderable in analysis_render.report_renderables(report):
-            console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, render.Text))
+            console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text))
     for request in requests:
         if request.kind == "curves":
             line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
@@ -567,9 +384,9 @@ def show_provenance(paths: list[str], fmt: str) -> None:
         ]
         if fmt == "markdown":
             click.echo(f"### {sweep.name}: {sweep.sweep_dir}\n")
-            click.echo(render.markdown_rows(["", ""], rows))
+            click.echo(markdown_table(["", ""], rows))
         else:
-            table = render.Table(title=f"{sweep.name}: {sweep.sweep_dir}", show_header=False)
+            table = Table(title=f"{sweep.name}: {sweep.sweep_dir}", show_header=False)
             table.add_column(style="bold")
             table.add_column(overflow="fold")
             for key, value in rows:
@@ -580,9 +397,9 @@ def show_provenance(paths: list[str], fmt: str) -> None:
             columns = list(dict.fromkeys(k for run in jobs for k in run))
             cells = [[str(run.get(c, "-")) for c in columns] for run in jobs]
             if fmt == "markdown":
-                click.echo("\n" + render.markdown_rows(columns, cells) + "\n")
+                click.echo("\n" + markdown_table(columns, cells) + "\n")
             else:
-                console.print(render.aligned_table(columns, cells, title="SLURM jobs of the runs"))
+                console.print(views.aligned_table(columns, cells, title="SLURM jobs of the runs"))
 
 
 main.add_command(analyze_command)
@@ -611,14 +428,14 @@ def cancel_command(sweep, trials, root):
 @click.option(
     "--state",
     "states",
-    default="FAILED,TIMEOUT,CANCELLED,OUT_OF_MEMORY,NODE_FAIL,PREEMPTED",
+    default=",".join(RETRY_BY_DEFAULT),
     show_default=True,
     help="Comma-separated states to resubmit.",
 )
 @click.option(
     "--fresh", is_flag=True, help="Start from scratch in a new run dir instead of resuming from last.pt."
 )
-@click.option("--executor", type=click.Choice(["local", "slurm", "debug"]), default=None)
+@click.option("--executor", type=click.Choice(backends.NAMES), default=None)
 @click.option("--wait/--no-wait", default=None)
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @user_errors
@@ -627,15 +444,13 @@ def retry_command(sweep, states, fresh, executor, wait, root):
     from sweeper import control
 
     ledger = Ledger(resolve_sweep(sweep, root))
-    plan, trials = control.plan_rerun(
-        ledger, {s.strip().upper() for s in states.split(",") if s.strip()}, executor
-    )
-    rerun(ledger, plan, trials, wait, fresh)
+    plan = control.plan_rerun(ledger, {s.strip().upper() for s in states.split(",") if s.strip()}, executor)
+    rerun(ledger, plan, wait, fresh)
 
 
 @main.command("resume")
 @click.argument("sweep")
-@click.option("--executor", type=click.Choice(["local", "slurm", "debug"]), default=None)
+@click.option("--executor", type=click.Choice(backends.NAMES), default=None)
 @click.option("--wait/--no-wait", default=None)
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @user_errors
@@ -644,22 +459,21 @@ def resume_command(sweep, executor, wait, root):
     from sweeper import control
 
     ledger = Ledger(resolve_sweep(sweep, root))
-    plan, trials = control.plan_resume(ledger, executor)
-    rerun(ledger, plan, trials, wait, fresh=False)
+    rerun(ledger, control.plan_resume(ledger, executor), wait, fresh=False)
 
 
-def rerun(ledger, plan, trials, wait, fresh) -> None:
-    if not trials:
+def rerun(ledger, plan, wait, fresh) -> None:
+    from sweeper import launch
+
+    if not plan.trials:
         console.print("nothing to submit")
         return
     console.print(
-        f"{ledger.name}: resubmitting {len(trials)} trial(s) on {plan.executor}: "
-        + ", ".join(t.trial_id for t in trials),
+        f"{ledger.name}: resubmitting {len(plan.trials)} trial(s) on {plan.executor}: "
+        + ", ".join(t.trial_id for t in plan.trials),
         highlight=False,
     )
-    waiting = plan.executor != "slurm" if wait is None else wait
-    statuses = run_with_progress(plan, ledger, trials, waiting, fresh=fresh)
-    finish(ledger, statuses, trials)
+    finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), fresh=fresh, rerun=True))
 
 
 @main.command("dashboard")
@@ -670,24 +484,15 @@ def rerun(ledger, plan, trials, wait, fresh) -> None:
 @user_errors
 def dashboard_command(sweep, host, port, root):
     """Serve optuna-dashboard on an Optuna sweep's study (learning curves, parameter importances)."""
-    from sweeper import tune
-    from sweeper.control import load_launched_spec
-
     ledger = Ledger(resolve_sweep(sweep, root))
-    if ledger.meta.get("search") != "optuna":
-        raise SweeperError(f"{ledger.dir} is a grid/configs sweep: it has no Optuna study (use analyze)")
-    spec = load_launched_spec(ledger)
+    storage = kinds.of_ledger(ledger).dashboard_storage(ledger)
     import optuna_dashboard
 
     console.print(
         f"optuna-dashboard for study {ledger.meta['study_name']} at http://{host}:{port}/  (Ctrl-C stops it)",
         highlight=False,
     )
-    optuna_dashboard.run_server(tune.storage_of(ledger.dir, spec.search), host=host, port=port)
-
-
-def analyze_main() -> None:
-    analyze_command()
+    optuna_dashboard.run_server(storage, host=host, port=port)
 
 
 if __name__ == "__main__":

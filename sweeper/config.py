@@ -19,12 +19,6 @@ KNOWN_DATA: dict[str, DataInfo] = {
     "cifar10": DataInfo(input_shape=(3, 32, 32), num_classes=10, kind="image"),
     "cifar100": DataInfo(input_shape=(3, 32, 32), num_classes=100, kind="image"),
 }
-EXTRA_METRICS = ("auroc", "knn_acc", "silhouette")
-
-
-def minimize_by_name(metric: str) -> bool:
-    """The direction a metric improves in, when a spec does not say: losses and errors go down."""
-    return "loss" in metric or "error" in metric
 
 
 @dataclass

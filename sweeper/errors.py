@@ -22,3 +22,21 @@ class SpecError(SweeperError):
 
 class SchedulerError(SweeperError):
     """The scheduler (SLURM) refused or could not be reached."""
+
+
+class TrialFailed(SweeperError):
+    """The trial's work failed, and the message says all there is to say (e.g. a program's exit and its last
+    stderr line): shown without an exception type."""
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line that names a failure: the exception's type and the first line of its message (a
+    TrialFailed's message alone)."""
+    text = str(exc).strip() if isinstance(exc, TrialFailed) else f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0].rstrip(": ") if text else type(exc).__name__
+
+
+def traceback_error_line(text: str) -> str | None:
+    """The line of a printed traceback that names the failure: its last non-empty line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else None

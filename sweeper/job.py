@@ -1,12 +1,15 @@
-"""What runs on the node: pick the run dir, resume from its checkpoint, call the trainer, record the end.
+"""What runs on the node: pick the run dir, resume from its checkpoint, call the trial's work, record the end.
 
-A TrialJob is a submitit Checkpointable: on timeout or preemption (SIGUSR2) submitit asks it for a
-resubmission and requeues the job; the requeued job finds the same run dir (same job id) and resumes from
-last.pt. The job side never imports the CLI or rich.
+`JobBase` is what every job shares (the grid/configs `TrialJob` here, the Optuna worker in worker.py): a
+submitit Checkpointable, so on timeout or preemption (SIGUSR2) submitit asks it for a resubmission and
+requeues the job, which finds the same run dir (same job id) and resumes from last.pt; a per-trial lock;
+the job log; and `ending`, the one ladder from how the work ended to a trial state and its error line. The
+job side never imports the CLI, rich, the launcher or a backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib
 import logging
@@ -14,28 +17,21 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
 
-from sweeper.errors import SweeperError
+from sweeper.errors import SweeperError, error_line
 from sweeper.fsutil import atomic_write_json, read_json
-from sweeper.ledger import STAMP_FORMAT, Ledger
+from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
+from sweeper.objective import Objective
 from sweeper.provenance import slurm_environment
-from sweeper.run import (
-    COMPLETED,
-    CONFIG_FILE,
-    FAILED,
-    LAST_CHECKPOINT,
-    PRUNED,
-    REQUEUED,
-    STATUS_FILE,
-    TIMEOUT,
-    Run,
-    TrialPruned,
-)
+from sweeper.run import CONFIG_FILE, LAST_CHECKPOINT, STATUS_FILE, Run, TrialPruned
 from sweeper.space import Trial
+from sweeper.states import TrialState
 
 log = logging.getLogger("sweeper.job")
 BUILTIN_ENTRYPOINT = "sweeper.train:train"
@@ -70,8 +66,16 @@ def resolve_run_dir(ledger: Ledger, trial_id: str, job_id: str, fresh: bool) -> 
     return ledger.dir / f"{time.strftime(STAMP_FORMAT)}_j{safe_id}", False
 
 
-class TrialJob(submitit.helpers.Checkpointable):
-    """Runs one trial of a sweep. Picklable and small: submitit pickles it for every submission."""
+@dataclass
+class Ending:
+    """How a piece of work ended: a trial state and, for a bad end, its one error line."""
+
+    state: TrialState = TrialState.COMPLETED
+    error: str | None = None
+
+
+class JobBase(submitit.helpers.Checkpointable):
+    """What every job of a sweep shares. Picklable and small: submitit pickles it for every submission."""
 
     def __init__(
         self,
@@ -86,24 +90,107 @@ class TrialJob(submitit.helpers.Checkpointable):
         self.threads = threads
         self.fresh = fresh
         self.timeout_min = timeout_min  # the job's time limit, to tell a timeout from a preemption
+        self.requeued = False  # set by checkpoint(): submitit requeues this job, so it records no end
+        self._run_obj: Run | None = None  # the run in progress (its state becomes REQUEUED on a requeue)
+        self._ledger_trial: str | None = None  # the ledger's trial this job is an attempt of
 
-    def __call__(self, trial_json: dict[str, Any]) -> dict[str, Any]:
-        self._started_at = time.time()
-        trial = Trial.from_json(trial_json)
-        ledger = Ledger(self.sweep_dir)
-        job_id = current_job_id()
-        lock = _TrialLock(ledger.dir / ".locks" / f"{trial.trial_id}.lock")
-        if not lock.acquire():
-            ledger.append(
+    @contextlib.contextmanager
+    def ending(self, record: Callable[[Ending], None], contain_failures: bool = False) -> Iterator[Ending]:
+        """Run the body and turn how it ended into an Ending, handed to `record` unless the job is being
+        requeued. Pruning and running out of requeues end the work quietly; a failure is re-raised (so
+        submitit and the scheduler see it) unless `contain_failures` (the Optuna worker goes on with its
+        next trial); Ctrl-C and sys.exit always propagate."""
+        end = Ending()
+        try:
+            yield end
+        except TrialPruned as exc:
+            end.state = TrialState.PRUNED
+            log.info("pruned: %s", exc)
+        except submitit.core.utils.UncompletedJobError as exc:
+            # submitit's signal handler gave up requeueing (timed out max_requeues times): checkpoint()
+            # was called, but this is the end of the trial.
+            self.requeued = False
+            end.state, end.error = TrialState.TIMEOUT, str(exc)
+        except SystemExit:
+            if not self.requeued:  # submitit exits this way after requeueing: that is not a failure
+                end.state, end.error = TrialState.FAILED, "the job called sys.exit"
+            raise
+        except KeyboardInterrupt:  # the local executor cancels with SIGINT
+            end.state, end.error = TrialState.CANCELLED, "cancelled"
+            raise
+        except BaseException as exc:
+            end.state, end.error = TrialState.FAILED, error_line(exc)
+            log.error("%s failed:\n%s", self._ledger_trial, traceback.format_exc())
+            if not (contain_failures and isinstance(exc, Exception)):
+                raise
+        finally:
+            if not self.requeued:
+                record(end)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on SIGUSR2 (timeout or preemption): the job will be requeued and resume from
+        last.pt, written at the end of every epoch, in the same run dir."""
+        self.requeued = True
+        run = self._run_obj
+        if run is not None:
+            run.set_state(TrialState.REQUEUED)
+        if self._ledger_trial is not None:
+            Ledger(self.sweep_dir).append(
                 {
-                    "event": "ended",
-                    "trial_id": trial.trial_id,
-                    "job_id": job_id,
-                    "state": "SKIPPED",
-                    "error": "another job is running this trial",
+                    "event": "requeued",
+                    "trial_id": self._ledger_trial,
+                    "job_id": current_job_id(),
+                    "epoch": run.metrics.last_epoch if run is not None else None,
+                    "reason": self._requeue_reason(),
                 }
             )
-            return {"state": "SKIPPED"}
+        fresh_copy = type(self)(self.sweep_dir, self.entrypoint, self.threads, self.fresh, self.timeout_min)
+        return submitit.helpers.DelayedSubmission(fresh_copy, *args, **kwargs)
+
+    def _requeue_reason(self) -> str:
+        """submitit's own rule: a signal after the guaranteed walltime is a timeout, earlier a preemption."""
+        if not self.timeout_min:
+            return "timeout or preemption"
+        limit_s = self.timeout_min * 60
+        ran_s = time.time() - getattr(self, "_started_at", time.time())
+        return "timeout" if ran_s >= min(0.8 * limit_s, limit_s - 600) else "preemption"
+
+    def _start(self, trial_id: str) -> tuple[Ledger, str, _TrialLock | None]:
+        """The ledger, this job's id and the trial's lock (None, with a SKIPPED end, if another job has it)."""
+        self._started_at = time.time()
+        self._ledger_trial = trial_id
+        ledger, job_id = Ledger(self.sweep_dir), current_job_id()
+        lock = _TrialLock(ledger.dir / ".locks" / f"{trial_id}.lock")
+        if lock.acquire():
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            return ledger, job_id, lock
+        ledger.append(ended_event(trial_id, job_id, TrialState.SKIPPED, "another job is running this trial"))
+        return ledger, job_id, None
+
+    @staticmethod
+    def _link_submitit_logs(run_dir: Path, folder: Path, job_id: str) -> None:
+        """Link submitit's stdout/stderr of this job into the run dir, so the run dir holds the whole job log."""
+        paths = submitit.core.utils.JobPaths(folder, job_id=job_id, task_id=0)
+        for name, target in (("stdout.log", paths.stdout), ("stderr.log", paths.stderr)):
+            link = run_dir / name
+            if not link.is_symlink():
+                try:
+                    link.symlink_to(os.path.relpath(target, run_dir))
+                except OSError:
+                    pass
+
+
+class TrialJob(JobBase):
+    """Runs one trial of a grid/configs sweep."""
+
+    def __call__(self, trial_json: dict[str, Any]) -> dict[str, Any]:
+        trial = Trial.from_json(trial_json)
+        ledger, job_id, lock = self._start(trial.trial_id)
+        if lock is None:
+            return {"state": TrialState.SKIPPED}
         try:
             return self._run(ledger, trial, job_id)
         finally:
@@ -112,24 +199,13 @@ class TrialJob(submitit.helpers.Checkpointable):
     def _run(self, ledger: Ledger, trial: Trial, job_id: str) -> dict[str, Any]:
         run_dir, resumed = resolve_run_dir(ledger, trial.trial_id, job_id, self.fresh)
         previous = read_json(run_dir / STATUS_FILE, {}) or {}
-        if previous.get("state") == COMPLETED:
-            ledger.append(
-                {
-                    "event": "ended",
-                    "trial_id": trial.trial_id,
-                    "job_id": job_id,
-                    "state": "SKIPPED",
-                    "error": "already completed",
-                }
-            )
-            return {"state": "SKIPPED", "run_dir": str(run_dir)}
+        if previous.get("state") == TrialState.COMPLETED:
+            ledger.append(ended_event(trial.trial_id, job_id, TrialState.SKIPPED, "already completed"))
+            return {"state": TrialState.SKIPPED, "run_dir": str(run_dir)}
         run_dir.mkdir(parents=True, exist_ok=True)
         handler = _log_to(run_dir / "job.log")
         self._link_submitit_logs(run_dir, ledger.dir / SUBMITIT_FOLDER, job_id)
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+        objective = Objective.of(ledger.meta.get("objective"))
         atomic_write_json(
             run_dir / CONFIG_FILE,
             {
@@ -138,7 +214,7 @@ class TrialJob(submitit.helpers.Checkpointable):
                 "sweep_dir": str(ledger.dir),
                 "entrypoint": self.entrypoint,
                 "job_id": job_id,
-                "objective": ledger.meta.get("objective"),
+                "objective": objective.to_json(),
                 "slurm_env": slurm_environment(),
             },
         )
@@ -156,7 +232,6 @@ class TrialJob(submitit.helpers.Checkpointable):
         log.info(
             "trial %s (job %s) in %s%s", trial.trial_id, job_id, run_dir, " (resuming)" if resumed else ""
         )
-        objective = (ledger.meta.get("objective") or {}).get("metric")
         run = Run(
             run_dir,
             trial.config,
@@ -166,97 +241,28 @@ class TrialJob(submitit.helpers.Checkpointable):
             objective=objective,
         )
         self._run_obj = run
-        state, error = COMPLETED, None
         try:
-            load_entrypoint(self.entrypoint)(trial.config, run)
-        except TrialPruned as exc:
-            state = PRUNED
-            log.info("pruned: %s", exc)
-        except submitit.core.utils.UncompletedJobError as exc:
-            # submitit's signal handler gave up requeueing (timed out max_requeues times): checkpoint()
-            # was called, but this is the end of the trial.
-            self._requeued = False
-            state, error = TIMEOUT, str(exc)
-        except SystemExit:
-            # submitit exits this way after requeueing on timeout/preemption: not a failure.
-            if getattr(self, "_requeued", False):
-                raise
-            state, error = FAILED, "the job called sys.exit"
-            raise
-        except KeyboardInterrupt:  # the local executor cancels with SIGINT
-            state, error = "CANCELLED", "cancelled"
-            raise
-        except BaseException as exc:
-            state, error = FAILED, _last_line(exc)
-            log.error("trial %s failed:\n%s", trial.trial_id, traceback.format_exc())
-            raise
+            with self.ending(lambda end: record_end(run, ledger, trial.trial_id, job_id, end)) as end:
+                load_entrypoint(self.entrypoint)(trial.config, run)
         finally:
-            if not getattr(self, "_requeued", False):
-                record_end(run, ledger, trial.trial_id, job_id, state, error)
             run.close()
             logging.getLogger().removeHandler(handler)
             handler.close()
-        return {"state": state, "run_dir": str(run_dir), "epochs": run.metrics.last_epoch}
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        """Called by submitit on SIGUSR2 (timeout or preemption): the job will be requeued and resume
-        from last.pt, written at the end of every epoch, in the same run dir."""
-        self._requeued = True
-        run = getattr(self, "_run_obj", None)
-        if run is not None:
-            run.set_state(REQUEUED)
-            Ledger(self.sweep_dir).append(
-                {
-                    "event": "requeued",
-                    "trial_id": run.trial_id,
-                    "job_id": run.job_id,
-                    "epoch": run.metrics.last_epoch,
-                    "reason": self._requeue_reason(),
-                }
-            )
-        fresh_copy = TrialJob(self.sweep_dir, self.entrypoint, self.threads, self.fresh, self.timeout_min)
-        return submitit.helpers.DelayedSubmission(fresh_copy, *args, **kwargs)
-
-    def _requeue_reason(self) -> str:
-        """submitit's own rule: a signal after the guaranteed walltime is a timeout, earlier a preemption."""
-        if not self.timeout_min:
-            return "timeout or preemption"
-        limit_s = self.timeout_min * 60
-        ran_s = time.time() - getattr(self, "_started_at", time.time())
-        return "timeout" if ran_s >= min(0.8 * limit_s, limit_s - 600) else "preemption"
-
-    @staticmethod
-    def _link_submitit_logs(run_dir: Path, folder: Path, job_id: str) -> None:
-        """Link submitit's stdout/stderr of this job into the run dir, so the run dir holds the whole job log."""
-        paths = submitit.core.utils.JobPaths(folder, job_id=job_id, task_id=0)
-        for name, target in (("stdout.log", paths.stdout), ("stderr.log", paths.stderr)):
-            link = run_dir / name
-            if not link.is_symlink():
-                try:
-                    link.symlink_to(os.path.relpath(target, run_dir))
-                except OSError:
-                    pass
+        return {"state": end.state, "run_dir": str(run_dir), "epochs": run.metrics.last_epoch}
 
 
-def record_end(run: Run, ledger: Ledger, trial_id: str, job_id: str, state: str, error: str | None) -> None:
+def record_end(run: Run, ledger: Ledger, trial_id: str, job_id: str, end: Ending) -> None:
     """Write the trial's end to its status.json and to the ledger. Either may be unwritable (a full disk, a
     read-only run dir): each is tried on its own, so the end reaches whichever can still take it."""
     try:
-        run.set_state(state, error)
+        run.set_state(end.state, end.error)
     except OSError as exc:
         log.error("cannot write %s/%s: %s", run.run_dir, STATUS_FILE, exc)
     try:
-        ledger.append(
-            {
-                "event": "ended",
-                "trial_id": trial_id,
-                "job_id": job_id,
-                "state": state,
-                "epoch": run.metrics.last_epoch,
-                "error": error,
-                "node": socket.gethostname(),
-            }
+        event = ended_event(
+            trial_id, job_id, end.state, end.error, epoch=run.metrics.last_epoch, node=socket.gethostname()
         )
+        ledger.append(event)
     except OSError as exc:
         log.error("cannot record the end of trial %s in the ledger: %s", trial_id, exc)
 
@@ -293,8 +299,3 @@ def _log_to(path: Path) -> logging.Handler:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
-
-
-def _last_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text.splitlines()[-1] if text else type(exc).__name__

@@ -4,7 +4,9 @@
         spec.yaml          the spec as launched (overrides applied)    provenance.json  git, versions, host, command
         spec.source.yaml   the file as it was on disk                  git.diff         uncommitted changes
         trials.jsonl       one line per trial (id, params, seed, config)
-        attempts.jsonl     append-only events: submitted / started / ended, one line each, written under a lock
+        attempts.jsonl     append-only events, one line each, written under a lock: queued / dequeued (a
+                           local launcher's queue), submitted, started, requeued, ended, accounted (the
+                           scheduler's end record)
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>
 
@@ -25,11 +27,38 @@ from sweeper import yamlio
 from sweeper.errors import SweeperError
 from sweeper.fsutil import append_jsonl, atomic_write_json, atomic_write_text, locked, read_json, read_jsonl
 from sweeper.space import Trial
+from sweeper.states import TrialState
 
 TRIALS_FILE = "trials.jsonl"
 ATTEMPTS_FILE = "attempts.jsonl"
 META_FILE = "sweep.json"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
+
+
+def submitted_event(trial_id: str, job_id: str, attempt: int, executor: str) -> dict[str, Any]:
+    return {
+        "event": "submitted",
+        "trial_id": trial_id,
+        "job_id": job_id,
+        "attempt": attempt,
+        "executor": executor,
+    }
+
+
+def ended_event(
+    trial_id: str, job_id: str | None, state: TrialState, error: str | None = None, **more: Any
+) -> dict[str, Any]:
+    """The one shape of an attempt's end (the job, a launcher or `cancel` writes it)."""
+    return {"event": "ended", "trial_id": trial_id, "job_id": job_id, "state": state, "error": error, **more}
+
+
+def is_accounted(attempt: dict) -> bool:
+    """The scheduler's end record of this attempt is in the ledger, and the job has not run again since (a
+    record read while sacct lagged behind a requeue is superseded by the restart)."""
+    accounted_at = attempt.get("accounted_at")
+    return accounted_at is not None and accounted_at >= max(
+        attempt.get("started_at") or 0, attempt.get("requeued_at") or 0
+    )
 
 
 @dataclass
@@ -82,7 +111,7 @@ class Ledger:
             "n_trials": len(trials),
             "swept_keys": spec.swept_keys,
             "seeds": spec.seeds,
-            "objective": {"metric": spec.objective.metric, "direction": spec.objective.direction},
+            "objective": spec.objective.to_json(),
             "entrypoint": spec.entrypoint,
             **extra_meta,
         }
@@ -143,6 +172,21 @@ class Ledger:
             match[f"{kind}_at"] = event.get("time")
             match["last_event"] = kind
         return records
+
+    def next_attempts(self, trials: list[Trial]) -> dict[str, int]:
+        """The attempt number each of these trials' next submission gets."""
+        records = self.records()
+        return {
+            t.trial_id: len(records[t.trial_id].attempts) + 1 if t.trial_id in records else 1 for t in trials
+        }
+
+    def launched_spec(self):
+        """The spec as launched (overrides and cluster profile applied). Its entrypoint was checked at launch
+        and may import only from the launch directory, so it is not checked again."""
+        from sweeper.spec import parse_spec
+
+        path = self.dir / "spec.yaml"
+        return parse_spec(path.read_text(), file=str(path), check_entrypoint=False)
 
     # -- writing -----------------------------------------------------------------------------------------
     def append(self, *events: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ per metric named `split/metric` (`train/loss`, `valid/acc`, ...). Extra metrics 
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +112,3 @@ def _number(name: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"metric {name!r} must be a number, got {type(value).__name__}")
     return float(value)
-
-
-def is_finite(value: Any) -> bool:
-    return value is not None and math.isfinite(value)

@@ -31,22 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from sweeper.objective import Objective
+from sweeper.states import TrialState
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
-
-# Trial states, shared by the job side, the ledger and `sweeper status`.
-RUNNING, COMPLETED, FAILED, PRUNED, REQUEUED, TIMEOUT = (
-    "RUNNING",
-    "COMPLETED",
-    "FAILED",
-    "PRUNED",
-    "REQUEUED",
-    "TIMEOUT",
-)
-FINAL_STATES = {COMPLETED, FAILED, PRUNED, TIMEOUT}
 
 
 class TrialPruned(Exception):
@@ -62,14 +53,14 @@ class Run:
         trial_id: str = "",
         seed: int = 0,
         job_id: str = "",
-        objective: str | None = None,
+        objective: Objective | str | None = None,
         pruner: Callable[[int, float], bool] | None = None,
         tensorboard: bool = True,
     ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config, self.trial_id, self.seed, self.job_id = config, trial_id, seed, job_id
-        self.objective = objective
+        self.objective = Objective.of(objective)  # what "best" means for this run (and what is pruned on)
         self._pruner = pruner  # called with (epoch, objective value); True means prune
         self._prune = False
         # imported here: `sweeper status` reads this module's state names and should not pay for pyarrow
@@ -92,7 +83,7 @@ class Run:
             "error": None,
             "note": None,
         }
-        self.set_state(RUNNING)
+        self.set_state(TrialState.RUNNING)
 
     # -- metrics -----------------------------------------------------------------------------------
     @property
@@ -107,9 +98,10 @@ class Run:
         row = self.metrics.log(epoch, values)
         self._status["epoch"] = epoch
         self._status["last"] = {k: v for k, v in row.items() if k not in ("epoch",) and _json_number(v)}
-        self.set_state(RUNNING)
-        if self._pruner is not None and self.objective in row and row[self.objective] is not None:
-            self._prune = bool(self._pruner(epoch, row[self.objective]))
+        self.set_state(TrialState.RUNNING)
+        value = row.get(self.objective.metric)
+        if self._pruner is not None and value is not None:
+            self._prune = bool(self._pruner(epoch, value))
 
     def should_prune(self) -> bool:
         """True once the pruner has given up on this trial (always False outside an Optuna search)."""
@@ -175,7 +167,7 @@ class Run:
         if self.metrics.rows:  # `sweeper status` shows the latest metrics right after a requeue, too
             last_row = self.metrics.rows[-1]
             self._status["last"] = {k: v for k, v in last_row.items() if k != "epoch" and _json_number(v)}
-        self.set_state(RUNNING)
+        self.set_state(TrialState.RUNNING)
         return payload["state"]
 
     def save(self, name: str, obj: Any) -> Path:
@@ -195,7 +187,7 @@ class Run:
         self._status["note"] = note
         atomic_write_json(self.run_dir / STATUS_FILE, self._status)
 
-    def set_state(self, state: str, error: str | None = None) -> None:
+    def set_state(self, state: TrialState, error: str | None = None) -> None:
         """Write status.json (the heartbeat `sweeper status` reads)."""
         self._status.update(state=state, updated_at=time.time())
         if error is not None:

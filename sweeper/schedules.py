@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from sweeper.config import ScheduleConfig, minimize_by_name
+from sweeper.config import ScheduleConfig
+from sweeper.objective import minimize_by_name
 
 
 def warmup_factor(t: float, warmup: float) -> float:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sweeper.display import format_value, short_names
 from sweeper.errors import SpecError
 from sweeper.schema import SchemaError, flatten, set_path, to_dict
 from sweeper.spec import SweepSpec
@@ -44,18 +45,6 @@ class Trial:
     @classmethod
     def from_json(cls, data: dict) -> Trial:
         return cls(**{k: data[k] for k in ("trial_id", "name", "params", "seed", "config")})
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return json.dumps(value) if not isinstance(value, str) else value
-
-
-def short_names(keys: list[str]) -> dict[str, str]:
-    """Display names for swept keys: the last path component where that is unambiguous."""
-    leafs = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (leaf if leafs.count(leaf) == 1 else k) for k, leaf in zip(keys, leafs, strict=True)}
 
 
 def _slug(text: str) -> str:

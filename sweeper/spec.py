@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from sweeper import yamlio
 from sweeper.errors import SpecError
+from sweeper.objective import Objective
 from sweeper.schema import SchemaError, did_you_mean, flatten, from_dict, set_path
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -62,19 +63,6 @@ class LaunchSpec:
             raise SchemaError("parallelism", f"must be at least 1, got {self.parallelism}")
         if self.time_min < 1:
             raise SchemaError("time_min", f"must be at least 1 minute, got {self.time_min}")
-
-
-@dataclass
-class Objective:
-    metric: str = "valid/acc"
-    direction: Literal["maximize", "minimize"] | None = None
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        if self.direction is None:
-            self.direction = "minimize" if "loss" in self.metric or "error" in self.metric else "maximize"
 
 
 SAMPLERS = {
@@ -419,7 +407,7 @@ def parse_spec(
 
 def _check_entrypoint(spec: SweepSpec) -> None:
     module = spec.entrypoint.split(":")[0]
-    # Jobs import the entrypoint with the launch directory on their path (see launch.job_environment).
+    # Jobs import the entrypoint with the launch directory on their path (see launch.export_launch_dir).
     added = os.getcwd() not in sys.path
     if added:
         sys.path.append(os.getcwd())

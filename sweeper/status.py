@@ -9,9 +9,7 @@ after sacct has forgotten it, and an accounted attempt is never asked about agai
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,20 +17,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sweeper import backends
+from sweeper.backends import GONE, JobRecord, SchedulerView
 from sweeper.fsutil import read_json
-from sweeper.ledger import Ledger, TrialRecord, find_sweep_dirs
-from sweeper.run import COMPLETED, FAILED, PRUNED, REQUEUED, RUNNING, STATUS_FILE, TIMEOUT
-from sweeper.slurm import GONE, TERMINAL, JobRecord, SchedulerView
+from sweeper.ledger import Ledger, TrialRecord, is_accounted
+from sweeper.process import alive_here
+from sweeper.run import STATUS_FILE
+from sweeper.states import FAILURES, FINISHED, MORE_SPECIFIC, TrialState
 
-NOT_SUBMITTED, PENDING, CANCELLED, SKIPPED = "NOT_SUBMITTED", "PENDING", "CANCELLED", "SKIPPED"
-LOCAL_QUEUE = "QUEUED"  # waiting in a live local launcher's queue for a free slot
-FINISHED = TERMINAL | {COMPLETED, FAILED, PRUNED, TIMEOUT, CANCELLED, SKIPPED}
-FAILURES = FINISHED - {COMPLETED, PRUNED, SKIPPED}
-# Scheduler states of a job that is queued or being (re)started, shown as PENDING.
-QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD"}
-MORE_SPECIFIC = {"OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", TIMEOUT}
+S = TrialState
 HEARTBEAT_STALE_S = 600  # a RUNNING run dir silent this long, with no scheduler to ask, is reported FAILED
-ACCOUNTING_WINDOW_S = 3 * 24 * 3600  # ended attempts are asked about (for their exit code) this long
 ERROR_WORDS = re.compile(
     r"error|exception|killed|oom|out of memory|cancelled|time limit|preempt|segmentation", re.I
 )
@@ -74,61 +68,32 @@ class Refresh:
 
 
 # -- asking the scheduler -----------------------------------------------------------------------------------
-def _executor(ledger: Ledger, attempt: dict) -> str:
-    return attempt.get("executor") or ledger.meta.get("executor") or "local"
-
-
-def is_accounted(attempt: dict) -> bool:
-    """sacct's end record of this attempt is in the ledger, and the job has not run again since (a record
-    read while sacct lagged behind a requeue is superseded by the restart)."""
-    accounted_at = attempt.get("accounted_at")
-    return accounted_at is not None and accounted_at >= max(
-        attempt.get("started_at") or 0, attempt.get("requeued_at") or 0
-    )
+def _backend_name(ledger: Ledger, attempt: dict) -> str:
+    return attempt.get("executor") or ledger.meta.get("executor") or backends.LocalBackend.name
 
 
 def jobs_to_ask(ledger: Ledger, records: dict[str, TrialRecord], now: float) -> dict[str, list[str]]:
-    """Job ids the scheduler should be asked about, by executor: attempts not ended yet, and (on SLURM)
-    ended attempts not accounted yet (recently ended ones only: sacct forgets old jobs)."""
-    wanted: dict[str, list[str]] = {"slurm": [], "local": []}
+    """Job ids each backend should be asked about (each backend says which of its attempts need asking)."""
+    wanted: dict[str, list[str]] = {}
     for record in records.values():
         for attempt in record.attempts:
-            job_id, kind = attempt.get("job_id"), _executor(ledger, attempt)
-            if not job_id or kind not in wanted:
+            job_id, name = attempt.get("job_id"), _backend_name(ledger, attempt)
+            if not job_id or name not in backends.BACKENDS:
                 continue
-            ended_at = attempt.get("ended_at")
-            if kind == "slurm" and not is_accounted(attempt):
-                if ended_at is None or now - float(ended_at) < ACCOUNTING_WINDOW_S:
-                    wanted[kind].append(str(job_id))
-            elif kind == "local" and ended_at is None and attempt is record.latest:
-                wanted[kind].append(str(job_id))
+            if backends.get(name).should_ask(attempt, attempt is record.latest, now):
+                wanted.setdefault(name, []).append(str(job_id))
     return wanted
 
 
-def local_job_states(job_ids: list[str]) -> dict[str, str]:
-    """Local executor jobs are processes (job id = controller pid): alive means RUNNING."""
-    states = {}
-    for job_id in job_ids:
-        try:
-            os.kill(int(job_id), 0)
-            states[job_id] = RUNNING
-        except (ValueError, ProcessLookupError):
-            states[job_id] = GONE
-        except PermissionError:
-            states[job_id] = RUNNING
-    return states
-
-
-def ask_scheduler(wanted: dict[str, list[str]]) -> SchedulerView:
+def ask_schedulers(wanted: dict[str, list[str]]) -> SchedulerView:
+    """One call per backend with jobs to ask about, the records in the vocabulary of trial states."""
     view = SchedulerView("none")
-    if wanted.get("slurm"):
-        from sweeper import slurm
-
-        view = slurm.query(wanted["slurm"])
-    if wanted.get("local"):
-        view.jobs.update({j: JobRecord(j, s) for j, s in local_job_states(wanted["local"]).items()})
-        if view.source == "none":
-            view.source = "local"
+    for name, job_ids in wanted.items():
+        backend = backends.get(name)
+        answer = backend.job_states(job_ids)
+        for job in answer.jobs.values():
+            job.state = backend.trial_state(job.state)
+        view.merge(answer)
     return view
 
 
@@ -137,13 +102,13 @@ def record_accounting(ledger: Ledger, view: SchedulerView) -> dict[str, TrialRec
     Returns the ledger's records, re-read after the appends. Reading the ledger AFTER the query matters:
     sacct says a job ended only once its process has exited, so any end the job wrote itself is visible."""
     records = ledger.records()
-    if view.source != "sacct":
+    if not any(job.accounting for job in view.jobs.values()):
         return records
     events = []
     for record in records.values():
         for attempt in record.attempts:
             job = view.jobs.get(str(attempt.get("job_id")))
-            if job is None or job.source != "sacct" or not job.terminal or is_accounted(attempt):
+            if job is None or not job.accounting or is_accounted(attempt):
                 continue
             events.append(
                 {
@@ -169,11 +134,11 @@ def record_accounting(ledger: Ledger, view: SchedulerView) -> dict[str, TrialRec
 def refresh(ledgers: list[Ledger]) -> Refresh:
     """The status of every trial of every given sweep, asking the scheduler once."""
     now = time.time()
-    wanted: dict[str, list[str]] = {"slurm": [], "local": []}
+    wanted: dict[str, list[str]] = {}
     for ledger in ledgers:
-        for kind, ids in jobs_to_ask(ledger, ledger.records(), now).items():
-            wanted[kind] += ids
-    view = ask_scheduler(wanted)
+        for name, ids in jobs_to_ask(ledger, ledger.records(), now).items():
+            wanted.setdefault(name, []).extend(ids)
+    view = ask_schedulers(wanted)
     statuses = {}
     for ledger in ledgers:
         records = record_accounting(ledger, view)
@@ -193,9 +158,9 @@ def sweep_status(ledger: Ledger, scheduler: dict[str, Any] | None = None) -> lis
 # -- one trial ------------------------------------------------------------------------------------------------
 def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]) -> TrialStatus:
     trial = record.trial
-    status = TrialStatus(trial.trial_id, trial.name, trial.params, trial.seed, NOT_SUBMITTED)
+    status = TrialStatus(trial.trial_id, trial.name, trial.params, trial.seed, S.NOT_SUBMITTED)
     if record.queued is not None and launcher_alive(record.queued):
-        status.state = LOCAL_QUEUE
+        status.state = S.QUEUED
         status.attempt = len(record.attempts)
         return status
     attempt = record.latest
@@ -228,55 +193,46 @@ def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]
 
 
 def launcher_alive(queued: dict) -> bool:
-    """The local launcher that queued a trial still runs (same host, its pid alive)."""
-    if queued.get("host") != socket.gethostname():
-        return True  # cannot tell from here: assume it runs
-    try:
-        os.kill(int(queued.get("pid", 0)), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    """The local launcher that queued a trial still runs (its pid alive; on another host: assume it runs)."""
+    return alive_here(queued.get("pid", 0), queued.get("host")) is not False
 
 
 def _state(attempt: dict, heartbeat: dict, scheduler: str | None, status: TrialStatus) -> str:
+    """The trial's state from the ledger's end (if any), the run dir's heartbeat and the scheduler's word
+    (already in the vocabulary of trial states, or GONE), in that order of trust."""
     ended = attempt.get("state") if "ended_at" in attempt else None
     beat = heartbeat.get("state")
-    if ended == CANCELLED and (beat in (COMPLETED, PRUNED) or scheduler == COMPLETED):
-        return beat if beat in (COMPLETED, PRUNED) else COMPLETED  # the cancel came after the end
-    if ended == FAILED and scheduler in MORE_SPECIFIC:
+    well = (S.COMPLETED, S.PRUNED)
+    if ended == S.CANCELLED and (beat in well or scheduler == S.COMPLETED):
+        return beat if beat in well else S.COMPLETED  # the cancel came after the end
+    if ended == S.FAILED and scheduler in MORE_SPECIFIC:
         return scheduler  # e.g. a MemoryError the job reported, which SLURM knows as OUT_OF_MEMORY
     if ended:
         return ended
-    if beat in (COMPLETED, PRUNED):  # the job wrote its heartbeat but died before its ledger line
+    if beat in well:  # the job wrote its heartbeat but died before its ledger line
         return beat
-    if scheduler in TERMINAL:
+    if scheduler in FINISHED:
         return scheduler
-    if beat in (FAILED, TIMEOUT):
+    if beat in (S.FAILED, S.TIMEOUT):
         return beat
     if scheduler == GONE:  # the scheduler has no record of the job any more, and none of how it ended
         status.error = status.error or (
             "the job died without reporting (killed, out of memory or node failure?)"
-            if beat in (RUNNING, REQUEUED)
+            if beat in (S.RUNNING, S.REQUEUED)
             else "the job ended without starting the trial (cancelled while pending? see its submitit log)"
         )
-        return FAILED
-    if beat == REQUEUED or (scheduler in QUEUED and status.restarts):
+        return S.FAILED
+    if beat == S.REQUEUED or (scheduler == S.PENDING and status.restarts):
         reason = attempt.get("reason") or "a requeue"
         status.note = f"requeued after {reason}" + (f" at epoch {status.epoch}" if status.epoch else "")
-    if scheduler in ("RUNNING", "COMPLETING"):
-        return RUNNING
-    if scheduler in QUEUED:
-        return PENDING
     if scheduler is None:  # no scheduler answer: sacct lag after a submission, or an in-process job
-        if beat == RUNNING:
+        if beat == S.RUNNING:
             if time.time() - float(heartbeat.get("updated_at", 0)) > HEARTBEAT_STALE_S:
                 status.error = status.error or "no heartbeat for 10 minutes and no scheduler to ask"
-                return FAILED
-            return RUNNING
-        return PENDING
-    return scheduler  # SUSPENDED, STOPPED, ...
+                return S.FAILED
+            return S.RUNNING
+        return S.PENDING
+    return scheduler  # PENDING, RUNNING, SUSPENDED, UNKNOWN
 
 
 def _iso(text: str | None) -> float | None:
@@ -288,7 +244,7 @@ def _iso(text: str | None) -> float | None:
 
 def _elapsed(heartbeat: dict, attempt: dict, job: JobRecord | None, state: str) -> float | None:
     if heartbeat.get("started_at"):
-        end = time.time() if state == RUNNING else float(heartbeat.get("updated_at", time.time()))
+        end = time.time() if state == S.RUNNING else float(heartbeat.get("updated_at", time.time()))
         return max(0.0, end - float(heartbeat["started_at"]))
     start = _iso(job.start if job else attempt.get("slurm_start"))
     if start is None:
@@ -316,41 +272,3 @@ def job_log_error(sweep_dir: Path, job_id: str, tail_bytes: int = 16384) -> str 
 # -- summaries --------------------------------------------------------------------------------------------
 def count_states(statuses: list[TrialStatus]) -> Counter:
     return Counter(s.state for s in statuses)
-
-
-@dataclass
-class SweepOverview:
-    ledger: Ledger
-    statuses: list[TrialStatus]  # an Optuna sweep's are its worker jobs
-    study: list[dict[str, Any]] | None = None  # an Optuna sweep's trials (tune.study_rows)
-    budget: int | None = None  # an Optuna sweep's n_trials
-
-    @property
-    def counts(self) -> Counter:
-        if self.study is not None:
-            return Counter(row["state"] for row in self.study)
-        return count_states(self.statuses)
-
-    def best(self, metric: str | None = None) -> float | None:
-        objective = self.ledger.meta.get("objective") or {}
-        metric = metric or objective.get("metric", "valid/acc")
-        if self.study is not None:  # the trials' values: the objective, mean over seeds
-            values = [row["value"] for row in self.study if row["state"] == "COMPLETE"]
-        else:
-            values = [s.last[metric] for s in self.statuses if s.last.get(metric) is not None]
-        if not values:
-            return None
-        return min(values) if objective.get("direction") == "minimize" else max(values)
-
-
-def overview(root: str | Path) -> tuple[list[SweepOverview], Refresh]:
-    """Every sweep under root, oldest first, from one scheduler query."""
-    ledgers = [Ledger(d) for d in find_sweep_dirs(root)]
-    result = refresh(ledgers)
-    return [SweepOverview(ledger, result.statuses[ledger.dir]) for ledger in ledgers], result
-
-
-def sweep_summary(sweep_dir: Path) -> dict[str, Any]:
-    ledger = Ledger(sweep_dir)
-    statuses = sweep_status(ledger)
-    return {"ledger": ledger, "statuses": statuses, "counts": count_states(statuses)}

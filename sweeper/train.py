@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
-from sweeper.config import OptimConfig, TrainConfig, logged_metrics, minimize_by_name, parse_train_config
+from sweeper.config import OptimConfig, TrainConfig, logged_metrics, parse_train_config
 from sweeper.data import Augment, Data, class_weights, load_data
 from sweeper.errors import SweeperError
 from sweeper.evaluation import evaluate
-from sweeper.fsutil import atomic_write_bytes, read_json
-from sweeper.run import CONFIG_FILE, Run, TrialPruned
+from sweeper.fsutil import atomic_write_bytes
+from sweeper.objective import minimize_by_name
+from sweeper.run import Run, TrialPruned
 from sweeper.schedules import Plateau, lr_multiplier
 from sweeper.schema import SchemaError
 
@@ -134,14 +135,6 @@ class WeightWindow:
         return averaged, epochs
 
 
-def objective_of(run: Run) -> tuple[str, bool]:
-    """The sweep's objective metric and whether it is minimized, as the job recorded it in config.json."""
-    recorded = (read_json(run.run_dir / CONFIG_FILE, {}) or {}).get("objective") or {}
-    metric = run.objective or recorded.get("metric") or "valid/acc"
-    direction = recorded.get("direction") if recorded.get("metric") == metric else None
-    return metric, (direction == "minimize") if direction else minimize_by_name(metric)
-
-
 def batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     for start in range(0, len(x), batch_size):
         yield x[start : start + batch_size]
@@ -167,7 +160,7 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
     shuffle = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
 
-    objective, minimize_objective = objective_of(run)
+    objective, minimize_objective = run.objective.metric, not run.objective.maximize
     if objective not in logged_metrics(cfg):
         raise SweeperError(
             f"objective {objective!r} is not logged by this run; it logs {', '.join(logged_metrics(cfg))}"

@@ -112,7 +112,7 @@ def test_best_epochs_gap_and_degradation(tmp_path):
     assert run.epochs_since_best == 2
     assert run.early_stop_epoch == 5  # patience 2 from the improvement at epoch 3
     assert run.nonfinite_epoch is None and run.diverged is False
-    assert run.epochs_run == 5 and run.state == "COMPLETED" and run.finished
+    assert run.epochs_run == 5 and run.state == "COMPLETED" and run.has_result
 
 
 def test_ties_go_to_the_earlier_epoch_and_improving(tmp_path):
@@ -145,7 +145,7 @@ def test_nan_epochs_are_skipped_flagged_and_diverged(tmp_path):
     assert run.last_loss == 0.3 and run.final_train_acc == 0.8 and run.final_acc == 0.1
     assert run.nonfinite_epoch == 3 and run.diverged is True
     assert run.epochs_run == 4 and run.epochs_planned == 10
-    assert run.state == "FAILED" and not run.finished
+    assert run.state == "FAILED" and not run.has_result
     assert run.early_stop_epoch == 4  # NaN epochs do not improve; patience 2 (10% of 10 planned)
 
 
@@ -191,7 +191,7 @@ def test_unfinished_runs_show_the_epoch_they_reached(tmp_path):
     make_run(tmp_path / "pruned", valid_loss=[0.9], valid_acc=[0.3], state="PRUNED", epochs=30)
     make_run(tmp_path / "timeout", valid_loss=[0.9, 0.8], valid_acc=[0.3, 0.4], state="TIMEOUT", epochs=30)
     runs = {Path(r.run_dir).name: r for r in analyze(tmp_path).runs}
-    assert {name: (r.state, r.epochs_run, r.epochs_planned, r.finished) for name, r in runs.items()} == {
+    assert {name: (r.state, r.epochs_run, r.epochs_planned, r.has_result) for name, r in runs.items()} == {
         "running": ("RUNNING", 3, 30, False),
         "pruned": ("PRUNED", 1, 30, False),
         "timeout": ("TIMEOUT", 2, 30, False),

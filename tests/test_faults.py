@@ -204,12 +204,11 @@ def test_eight_optuna_workers_on_one_journal_account_for_every_trial(tmp_path, c
     """,
     )
     cli("launch", "spec.yaml", "--executor", "local", timeout=600)
-    from sweeper.control import load_launched_spec
     from sweeper.ledger import Ledger
-    from sweeper.tune import load_study
+    from sweeper.study import load_study
 
     ledger = Ledger((tmp_path / "runs/many/latest").resolve())
-    trials = load_study(ledger, load_launched_spec(ledger)).get_trials()
+    trials = load_study(ledger, ledger.launched_spec()).get_trials()
     assert [t.number for t in trials] == list(range(40))
     assert all(t.state.name == "COMPLETE" for t in trials)
     assert len({t.user_attrs["run_dirs"]["0"] for t in trials}) == 40

@@ -6,8 +6,8 @@ import json
 
 import yaml
 
-from sweeper.launch import ArrayPart, split_arrays
-from sweeper.slurm import _never_started, parse_records
+from sweeper.backends.slurm import ArrayPart, split_arrays
+from sweeper.backends.slurm_commands import _never_started, parse_records
 from tests.conftest import write_spec
 
 # Captured from `sacct -X -n --parsable2 -o JobID,State,ExitCode,NodeList,Start,End` on the test cluster

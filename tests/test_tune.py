@@ -16,11 +16,10 @@ import pytest
 import submitit
 from optuna.trial import TrialState
 
-from sweeper.control import load_launched_spec
 from sweeper.errors import SpecError
 from sweeper.ledger import Ledger
 from sweeper.spec import parse_spec
-from sweeper.tune import load_study
+from sweeper.study import load_study
 from tests.conftest import cli_env, start_cli, wait_for, write_spec
 
 SEARCH = """
@@ -59,7 +58,7 @@ def search_spec(
 
 def study_of(tmp_path: Path, name: str) -> tuple[Ledger, optuna.Study]:
     ledger = Ledger((tmp_path / "runs" / name / "latest").resolve())
-    return ledger, load_study(ledger, load_launched_spec(ledger))
+    return ledger, load_study(ledger, ledger.launched_spec())
 
 
 def test_two_workers_spend_exactly_the_budget_and_pruned_jobs_exit_cleanly(tmp_path, cli):
@@ -390,7 +389,8 @@ search:
         file="s.yaml",
     )
     assert [t.trial_id for t in expand(spec)] == ["worker-0", "worker-1"]
-    from sweeper.tune import make_sampler, search_budget
+    from sweeper.study import make_sampler
+    from sweeper.tune_advice import search_budget
 
     study = optuna.create_study(sampler=make_sampler(spec, 0))
     seen = []
@@ -401,3 +401,31 @@ search:
     assert search_budget(spec) == 4  # the product of the value lists (conditions do not shrink it)
     assert {"model.layers": 1} in seen and {"model.layers": 2, "model.heads": 4} in seen
     assert all("model.heads" not in p for p in seen if p["model.layers"] == 1)
+
+
+def test_a_worker_that_ends_in_any_failure_state_fails_the_command(tmp_path, cli, capsys):
+    """The launcher's verdict on an Optuna sweep counts every bad end of a worker, not a hand-kept list:
+    NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE and REVOKED used to print nothing and exit 0."""
+    import pytest
+
+    from sweeper import cli as sweeper_cli
+    from sweeper.kinds import of_ledger
+    from sweeper.ledger import ended_event
+    from sweeper.states import FAILURES, TrialState
+    from sweeper.status import sweep_status
+
+    search_spec(tmp_path, name="verdict", n_trials=2, workers=1, epochs=2)
+    cli("launch", "spec.yaml", "--executor", "local")
+    ledger, _study = study_of(tmp_path, "verdict")
+    kind = of_ledger(ledger)
+    assert kind.outcome(ledger, sweep_status(ledger), None).exit_code == 0
+    worker = ledger.records()["worker-0"].latest
+    for state in sorted(FAILURES):
+        ledger.append(ended_event("worker-0", worker["job_id"], state, f"the worker ended {state}"))
+        outcome = kind.outcome(ledger, sweep_status(ledger), None)
+        assert outcome.failures == [("worker-0", f"the worker ended {state}")], state
+        with pytest.raises(SystemExit) as exited:
+            sweeper_cli.finish(outcome)
+        assert exited.value.code == 1
+        assert f"worker-0: the worker ended {state}" in capsys.readouterr().out
+    assert {TrialState.NODE_FAIL, TrialState.PREEMPTED, TrialState.REVOKED} <= FAILURES

@@ -2,7 +2,7 @@
 
 Reads only files (works on a copy of runs/ with no SLURM and no Optuna). The modules, in data-flow order:
 
-- runs: find run dirs, read them in batches (thread pool, columnar), one RunSummary per run, via the cache
+- runs: find run dirs, read them in batches (columnar; forked reader processes past 2,000 runs), one RunSummary per run, via the cache
 - summarize: the definition of every summary number, as numpy reductions over many runs at once
 - cache: per-run summaries keyed by the files' stat, never stale
 - query: --filter / --sort / --compare-by keys
@@ -13,7 +13,8 @@ Reads only files (works on a copy of runs/ with no SLURM and no Optuna). The mod
 from sweeper.analysis.aggregate import Effects, Group, Stat, effects, group_runs
 from sweeper.analysis.report import Report, ReportOptions, build_report
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, find_run_dirs
-from sweeper.analysis.summarize import FIELDS, Objective, improving_window
+from sweeper.analysis.summarize import FIELDS, improving_window
+from sweeper.objective import Objective
 
 __all__ = [
     "FIELDS",

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from sweeper.analysis.runs import RunSummary
-from sweeper.analysis.summarize import FIELDS, Objective
-from sweeper.space import format_value, short_names
+from sweeper.analysis.summarize import FIELDS
+from sweeper.display import format_value, short_names
+from sweeper.objective import Objective
 
 FIELD_INDEX = {name: i for i, name in enumerate(FIELDS)}
 
@@ -142,7 +143,7 @@ def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:
     stats = None
     if runs:
         matrix = numbers_matrix(runs)
-        finished = np.fromiter((r.finished for r in runs), dtype=bool, count=len(runs))
+        finished = np.fromiter((r.has_result for r in runs), dtype=bool, count=len(runs))
         group_has_finished = np.bincount(group_of_run, weights=finished, minlength=len(members)) > 0
         matrix[~finished & group_has_finished[group_of_run]] = np.nan
         stats = GroupStats.compute(matrix, group_of_run, len(members))
@@ -283,7 +284,7 @@ def effects(
     max_pivots: int = 3,
 ) -> Effects:
     with_value = [r for r in runs if r.objective is not None]
-    finished = [r for r in with_value if r.finished]
+    finished = [r for r in with_value if r.has_result]
     used = finished or with_value
     params = []
     for key in swept_keys:

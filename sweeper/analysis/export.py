@@ -9,23 +9,10 @@ import math
 from typing import Any
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Stat
-from sweeper.analysis.query import export_name
+from sweeper.analysis.query import RUN_ATTRIBUTES, export_name
 from sweeper.analysis.report import Report
 from sweeper.analysis.runs import RunSummary
 from sweeper.analysis.summarize import FIELDS
-
-RUN_ATTRIBUTES = (
-    "run_dir",
-    "sweep",
-    "trial_id",
-    "name",
-    "seed",
-    "state",
-    "error",
-    "epochs_planned",
-    "optuna_trial",
-    "optuna_state",
-)
 
 
 def run_record(run: RunSummary, split: str) -> dict[str, Any]:

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from sweeper.analysis.aggregate import Group, Pivot
-from sweeper.analysis.summarize import Objective
+from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
 from sweeper.metrics import METRICS_FILE
-from sweeper.space import format_value, short_names
+from sweeper.objective import Objective
 
 KINDS = ("curves", "heatmap")
 MAX_CURVE_ROWS = 12

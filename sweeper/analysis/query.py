@@ -21,17 +21,18 @@ from sweeper.errors import SweeperError
 from sweeper.schema import did_you_mean, get_path
 
 MISSING = object()
+# A run's own attributes, by name (for --sort / --filter, and the exports' columns, in this order).
 RUN_ATTRIBUTES = (
-    "name",
-    "trial_id",
+    "run_dir",
     "sweep",
+    "trial_id",
+    "name",
     "seed",
     "state",
     "error",
     "epochs_planned",
     "optuna_trial",
     "optuna_state",
-    "run_dir",
 )
 # Summary fields where a smaller value is the better one (sorted ascending by default).
 SMALLER_IS_BETTER = {

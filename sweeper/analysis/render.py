@@ -5,7 +5,7 @@ Lives with the analysis (imported only by `analyze`), so `sweeper status` never 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,9 @@ from rich.text import Text
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Pivot, Stat
 from sweeper.analysis.report import Report
-from sweeper.render import STATE_STYLES
-from sweeper.space import format_value, short_names
+from sweeper.display import STATE_STYLES, format_value, markdown_table, short_names
 
 TABLE_ROWS = 50  # rows a terminal table shows unless --top says otherwise (rich needs ~1 ms a row)
-FLAG_STYLES = {"diverged": "bold red", "NaN": "bold red", "inf": "bold red"}
 
 
 def signed(value: float | None, digits: int = 4, suffix: str = "") -> str:
@@ -214,15 +212,6 @@ def runs_table(report: Report) -> Table:
                 cells[i] = Text(cells[i], style="bold red")
         table.add_row(*cells)
     return table
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def escape(cell: str) -> str:
-        return str(cell).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(escape(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def runs_markdown(report: Report) -> str:

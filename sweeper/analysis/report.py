@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from sweeper.analysis import aggregate, query
 from sweeper.analysis.aggregate import Comparison, Effects, Group
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
+from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
-from sweeper.space import format_value, short_names
 
 
 @dataclass

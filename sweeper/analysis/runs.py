@@ -1,7 +1,7 @@
 """Finding run dirs and reading them, batched: one summary per run, from the cache where it is still valid.
 
 A run dir is a directory holding metrics.parquet or config.json (layout: docs/metrics.md). Parquet files are
-read by a small thread pool, a batch of runs at a time, into flat columns that `summarize` reduces with
+read a batch of runs at a time (by forked processes past 2,000 runs), into flat columns that `summarize` reduces with
 numpy: no Python loop ever walks the rows. A file that cannot be read costs one problem line, not the
 analysis.
 """
@@ -25,16 +25,17 @@ import pyarrow.parquet as pq
 
 from sweeper.analysis import cache as summary_cache
 from sweeper.analysis import summarize as summary_numbers
-from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS, Objective
+from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
 from sweeper.errors import SweeperError
 from sweeper.fsutil import read_json
 from sweeper.metrics import METRICS_FILE
+from sweeper.objective import Objective
 from sweeper.run import CONFIG_FILE, STATUS_FILE
+from sweeper.states import NOT_A_RESULT
 
 SWEEP_FILE = "sweep.json"
 RUN_FILES = (METRICS_FILE, CONFIG_FILE, STATUS_FILE)
 BATCH_RUNS = 256  # runs read and reduced together by one worker
-UNFINISHED_STATES = ("RUNNING", "REQUEUED", "FAILED", "PRUNED", "TIMEOUT", "CANCELLED")
 
 
 @dataclass(slots=True)
@@ -82,8 +83,9 @@ class RunSummary:
         self.sweep_dir = self.sweep_dir or os.path.dirname(self.run_dir)
 
     @property
-    def finished(self) -> bool:
-        return self.state not in UNFINISHED_STATES
+    def has_result(self) -> bool:
+        """Ended with a final result (not running, failed, pruned or cut short): it counts in effects."""
+        return self.state not in NOT_A_RESULT
 
     def config(self) -> dict:
         """The full training config (config.json's `config`), read on first use: the summary does not need it."""
@@ -226,7 +228,7 @@ def _read_table(path: str, size_hint: int, wanted: list[str]) -> tuple[pa.Table,
         names = parquet.schema_arrow.names
         if "epoch" not in names:
             raise ValueError("no 'epoch' column (not a sweeper metrics file?)")
-        # use_threads=False: one file is tiny; the pool parallelizes over files instead.
+        # use_threads=False: one file is tiny; readers parallelize over files instead.
         table = parquet.read(columns=[c for c in wanted if c in names], use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise ValueError(f"unreadable ({str(exc).splitlines()[0][:120]})") from exc
@@ -337,9 +339,7 @@ def resolve_objective(sweeps: list[dict], split: str, metric: str | None) -> Obj
         if rest and prefix != split and prefix in ("valid", "test"):
             metric = f"{split}/{rest}"
     direction = declared.get(metric) or declared.get(f"valid/{metric.partition('/')[2]}")
-    if direction not in ("maximize", "minimize"):
-        direction = "minimize" if "loss" in metric or "error" in metric else "maximize"
-    return Objective(metric, direction == "maximize")
+    return Objective(metric, direction if direction in ("maximize", "minimize") else None)
 
 
 def _trusted(runs: list[RunFiles], trusted_before_ns: int) -> list[bool]:

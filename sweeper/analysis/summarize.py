@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sweeper.objective import Objective
+
 # Numbers per run, in the order of `summarize`'s output (the cache stores them in this order).
 FIELDS = (
     "epochs_run",
@@ -68,16 +70,6 @@ EPOCH_FIELDS = (
 def improving_window(epochs: int) -> int:
     """Epochs at the end of a run in which a new best still counts as "improving" (and early-stop patience)."""
     return max(2, math.ceil(0.1 * epochs))
-
-
-@dataclass(frozen=True)
-class Objective:
-    metric: str = "valid/acc"
-    maximize: bool = True
-
-    @property
-    def direction(self) -> str:
-        return "maximize" if self.maximize else "minimize"
 
 
 def columns_needed(split: str, objective: Objective) -> list[str]:

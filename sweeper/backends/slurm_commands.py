@@ -1,5 +1,5 @@
-"""SLURM scheduler calls, batched: one sacct call (squeue where sacct is unavailable) for any number of jobs,
-the cluster's array limit, scancel. Nothing else in sweeper runs a SLURM command."""
+"""SLURM's commands, batched: one sacct call (squeue where sacct is unavailable) for any number of jobs, the
+cluster's array limit, scancel. Nothing outside the SLURM backend runs a SLURM command."""
 
 from __future__ import annotations
 
@@ -7,54 +7,13 @@ import getpass
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 
+from sweeper.backends.base import GONE, JobRecord, SchedulerView
 from sweeper.errors import SchedulerError
 
 ARRAY_RANGE = re.compile(r"^(\d+)_\[(.+)\]$")
-# States after which a job never runs again (sacct's -X view of its allocation).
-TERMINAL = {
-    "COMPLETED",
-    "FAILED",
-    "CANCELLED",
-    "TIMEOUT",
-    "OUT_OF_MEMORY",
-    "NODE_FAIL",
-    "PREEMPTED",
-    "BOOT_FAIL",
-    "DEADLINE",
-    "REVOKED",
-}
-GONE = "GONE"  # squeue fallback: the job left the queue, sacct is not there to say how it ended
 SACCT_FIELDS = "JobID,State,ExitCode,NodeList,Start,End"
 SCANCEL_BATCH = 1000  # job ids per scancel command line
-
-
-@dataclass
-class JobRecord:
-    """What the scheduler says about one job (or one array task, id 'A_i')."""
-
-    job_id: str
-    state: str
-    exit_code: str | None = None  # "exit:signal", e.g. "0:0", "1:0", "0:9"
-    node: str | None = None
-    start: str | None = None  # ISO time as sacct prints it
-    end: str | None = None
-    source: str = "sacct"  # "squeue" for what the queue says (no exit code, not accounting)
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL
-
-
-@dataclass
-class SchedulerView:
-    """The answer of one refresh: records by job id, and where they came from."""
-
-    source: str  # "sacct", "squeue" (sacct unavailable), "unreachable" or "none" (nothing to ask)
-    jobs: dict[str, JobRecord] = field(default_factory=dict)
-    warning: str | None = None  # why the view is degraded (e.g. sacct's error)
-    controller_down: bool = False  # slurmctld did not answer: unfinished jobs' states may be stale
 
 
 def available() -> bool:
@@ -115,7 +74,7 @@ def array_ids(job_ids: list[str]) -> list[str]:
 
 
 def query(job_ids: list[str]) -> SchedulerView:
-    """Records of the given jobs (ids like '123' or '123_4') from ONE sacct call. Jobs sacct does not know
+    """Records (SLURM's own state words) of the given jobs (ids like '123' or '123_4') from ONE sacct call. Jobs sacct does not know
     (it lags a few seconds behind a submission) are looked up in one squeue call; if sacct fails (no
     accounting on this cluster) squeue answers alone. Jobs neither knows are GONE. If neither answers
     (controller down, no SLURM on this machine), the view is empty and says why: never an exception."""

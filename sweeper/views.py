@@ -1,18 +1,22 @@
-"""Terminal and markdown rendering of analyses and statuses (the launcher side only: jobs never import rich)."""
+"""Rich rendering of what the launcher, `status` and the sweep kinds hand the CLI: trial and study tables,
+state counts, dry-run plans, outcomes (the launcher side only: jobs never import rich)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import singledispatch
 from typing import Any
 
 from rich.console import Group as Renderables
 from rich.table import Table
 from rich.text import Text
 
+from sweeper.display import STATE_STYLES, duration, format_value, metric_value, num, short_names
+from sweeper.kinds.base import Counts, Lines, OverviewRow, Rows, StudyTable, TrialTable
 from sweeper.ledger import Ledger
-from sweeper.space import format_value, short_names
-from sweeper.status import FAILURES, Refresh, SweepOverview, TrialStatus, count_states
+from sweeper.states import FAILURES
+from sweeper.status import Refresh, TrialStatus
 
 RICH_TABLE_MAX_ROWS = 200
 
@@ -23,60 +27,6 @@ SOURCES = {
     "none": "the ledger and heartbeats (no unfinished job to ask the scheduler about)",
     "unreachable": "the ledger and heartbeats only",
 }
-
-STATE_STYLES = {
-    "COMPLETED": "green",
-    "RUNNING": "cyan",
-    "PENDING": "yellow",
-    "QUEUED": "yellow",
-    "FAILED": "bold red",
-    "TIMEOUT": "red",
-    "CANCELLED": "magenta",
-    "PRUNED": "blue",
-    "OUT_OF_MEMORY": "bold red",
-    "NOT_SUBMITTED": "dim",
-    "REQUEUED": "yellow",
-    "PREEMPTED": "yellow",
-    "SKIPPED": "dim",
-    "UNKNOWN": "dim",
-    # Optuna's trial states
-    "COMPLETE": "green",
-    "FAIL": "bold red",
-    "WAITING": "yellow",
-}
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def num(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def with_epoch(text: str, epoch: int | None) -> str:
-    return text if epoch is None else f"{text} ({epoch})"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-# -- analysis: run / seed-group tables, effects, comparisons (rich and markdown from the same cells) ---------
-
-
-def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub markdown table (pipes in cells escaped)."""
-
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
 
 
 def counts_text(counts: dict[str, int]) -> Text:
@@ -102,10 +52,9 @@ def status_table(
     rows: list[list[str | Text]] = []
     for s in statuses:
         epoch = f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch or "-")
-        value = s.last.get(metric)
-        shown = pct(value) if value is not None and metric.endswith("acc") else num(value)
+        shown = metric_value(metric, s.last.get(metric))
         attempt = str(s.attempt or "-") + (f" +{s.restarts} requeue(s)" if s.restarts else "")
-        message = s.error if s.state in FAILURES or s.state == "CANCELLED" else s.note
+        message = s.error if s.state in FAILURES else s.note
         rows.append(
             [
                 s.trial_id,
@@ -131,16 +80,15 @@ def status_table(
     return table
 
 
-def study_table(rows: Sequence[dict], spec, title: str | None = None) -> Table:
+def study_table(rows: Sequence[dict], keys: list[str], metric: str, title: str | None = None) -> Table:
     """Optuna trials: number, state, params, value (mean over seeds), epoch reached, worker job."""
-    keys = list(spec.search.params)
     names = short_names(keys)
     table = Table(title=title, header_style="bold")
     for column in [
         "trial",
         "state",
         *[names[k] for k in keys],
-        spec.objective.metric,
+        metric,
         "epoch",
         "job",
         "note",
@@ -185,41 +133,91 @@ def aligned_table(
     return text
 
 
-def sweep_status(
-    ledger: Ledger, statuses: Sequence[TrialStatus], result: Refresh, only: set[str] | None = None
-) -> Renderables:
-    """`sweeper status <sweep>`: the trials table, the counts by state, and where the states came from."""
-    metric = (ledger.meta.get("objective") or {}).get("metric", "valid/acc")
-    shown = [s for s in statuses if only is None or s.state in only]
-    title = f"{ledger.name} {ledger.dir.name} ({ledger.meta.get('executor')}, {len(statuses)} trials)"
-    parts: list[Any] = [status_table(shown, title=title, metric=metric), counts_text(count_states(statuses))]
-    parts.append(Text(f"states from {SOURCES.get(result.source, result.source)}", style="dim"))
+def sources_text(result: Refresh) -> list[Text]:
+    """Where the states came from, and why that is less than usual."""
+    parts = [Text(f"states from {SOURCES.get(result.source, result.source)}", style="dim")]
     if result.warning:
         parts.append(Text(f"warning: {result.warning}", style="yellow"))
-    return Renderables(*parts)
+    return parts
 
 
-def sweeps_table(overviews: Sequence[SweepOverview], result: Refresh) -> Renderables:
+def sweeps_table(rows: Sequence[tuple[Ledger, OverviewRow]], result: Refresh) -> Renderables:
+    """`sweeper status`: one row per sweep."""
     table = Table(title="sweeps", header_style="bold")
     for column in ("sweep", "launched", "executor", "trials", "states", "best"):
         table.add_column(column)
-    for item in overviews:
-        meta = item.ledger.meta
+    warnings = [row.warning for _ledger, row in rows if row.warning]
+    for ledger, row in rows:
+        meta = ledger.meta
         metric = (meta.get("objective") or {}).get("metric", "valid/acc")
-        best = item.best()
-        shown = "-" if best is None else (pct(best) if metric.endswith("acc") else num(best))
         table.add_row(
-            f"{item.ledger.name}/{item.ledger.dir.name}",
+            f"{ledger.name}/{ledger.dir.name}",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0))),
             meta.get("executor", "?"),
-            str(len(item.statuses))
-            if item.study is None  # an Optuna sweep: trials spent of the budget, by its workers
-            else f"{sum(r['counted'] for r in item.study)}/{item.budget} by {len(item.statuses)} "
-            + ("worker" if len(item.statuses) == 1 else "workers"),
-            counts_text(item.counts),
-            f"{metric} {shown}",
+            row.trials,
+            counts_text(row.counts),
+            f"{metric} {metric_value(metric, row.best)}",
         )
-    parts: list[Any] = [table, Text(f"states from {SOURCES.get(result.source, result.source)}", style="dim")]
-    if result.warning:
-        parts.append(Text(f"warning: {result.warning}", style="yellow"))
-    return Renderables(*parts)
+    if warnings:
+        result.warning = "; ".join(w for w in (result.warning, *warnings) if w)
+    return Renderables(table, *sources_text(result))
+
+
+# -- the sweep kinds' parts --------------------------------------------------------------------------------
+@singledispatch
+def part(item: Any) -> Any:
+    """A renderable for one part a sweep kind handed over."""
+    raise TypeError(f"no view for {type(item).__name__}")
+
+
+@part.register
+def _(item: TrialTable) -> Any:
+    return status_table(item.statuses, item.title, item.metric)
+
+
+@part.register
+def _(item: StudyTable) -> Any:
+    return study_table(item.rows, item.keys, item.metric, item.title)
+
+
+@part.register
+def _(item: Counts) -> Any:
+    return counts_text(item.counts)
+
+
+@part.register
+def _(item: Rows) -> Any:
+    table = Table(title=item.title, header_style="bold")
+    for column in item.columns:
+        table.add_column(column)
+    for row in item.rows:
+        table.add_row(*row)
+    return table
+
+
+@part.register
+def _(item: Lines) -> Any:
+    return Text("\n".join(item.lines), style=item.style or "")
+
+
+def parts(items: Sequence[Any]) -> Renderables:
+    return Renderables(*[part(item) for item in items if not (isinstance(item, Lines) and not item.lines)])
+
+
+def failure_lines(failures: Sequence[tuple[str, str | None]]) -> Text:
+    text = Text()
+    for who, error in failures:
+        if error:
+            if text:
+                text.append("\n")
+            text.append(f"  {who}", style="red")
+            text.append(f": {error}")
+    return text
+
+
+def plan_lines(plan) -> list[str]:
+    """A dry run's lines about where and how the jobs would run."""
+    lines = [f"  {key} = {value}" for key, value in plan.executor_params.items()]
+    if plan.profile:
+        lines.append(f"cluster profile: {plan.profile}")
+    return lines + plan.backend.preview(plan.spec, plan.resources)

@@ -1,0 +1,124 @@
+"""The local backend: this machine's processes, at most `parallelism` at once. The launcher is the
+scheduler: it holds the queue (recorded in the ledger as `queued` events, so `status` shows it), starts
+a job per free slot, notices jobs that die without reporting, and cancels with SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sweeper.backends.base import GONE, Backend, JobRecord, OnRunning, Resources, SchedulerView
+from sweeper.errors import traceback_error_line
+from sweeper.ledger import ended_event, submitted_event
+from sweeper.process import pid_alive
+from sweeper.states import TrialState
+
+if TYPE_CHECKING:
+    import submitit
+
+    from sweeper.ledger import Ledger
+    from sweeper.space import Trial
+    from sweeper.spec import SweepSpec
+
+
+class LocalBackend(Backend):
+    name = "local"
+    poll_s = 0.5
+
+    def __init__(self) -> None:
+        self._queue: list[Trial] = []
+        self._job: Callable | None = None
+
+    def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:
+        cores = os.cpu_count() or 1
+        parallelism = asked or cores
+        threads = spec.launch.threads or max(1, cores // min(parallelism, max(n_trials, 1)))
+        params = {"timeout_min": spec.launch.time_min, "gpus_per_node": spec.launch.slurm.gpus_per_node}
+        return Resources(parallelism, threads, params)
+
+    def submit(
+        self, spec: SweepSpec, res: Resources, ledger: Ledger, trials: list[Trial], job: Callable
+    ) -> None:
+        """Take the trials into this launcher's queue; `drive` starts them."""
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        ledger.append(*[{"event": "queued", "trial_id": t.trial_id, **me} for t in trials])
+        self._queue, self._job = list(trials), job
+
+    def drive(self, spec: SweepSpec, res: Resources, ledger: Ledger, on_running: OnRunning | None) -> None:
+        executor = self.make_executor(spec, res, ledger)
+        queue, running = self._queue, {}
+        try:
+            while queue or running:
+                while queue and len(running) < res.parallelism:
+                    trial = queue.pop(0)
+                    with ledger.lock():
+                        attempt = ledger.next_attempts([trial])[trial.trial_id]
+                        job = executor.submit(self._job, trial.to_json())
+                        ledger.append(submitted_event(trial.trial_id, str(job.job_id), attempt, self.name))
+                    running[str(job.job_id)] = (trial, job)
+                for job_id, (trial, job) in list(running.items()):
+                    if job.done():
+                        del running[job_id]
+                        _record_unreported_end(ledger, trial, job)
+                if on_running:
+                    on_running(set(running))
+                if queue or running:
+                    time.sleep(self.poll_s)
+        except KeyboardInterrupt:
+            for _trial, job in running.values():
+                job.cancel()
+            deadline = time.time() + 10
+            while any(not job.done() for _, job in running.values()) and time.time() < deadline:
+                time.sleep(0.1)
+            ledger.append(
+                *[
+                    ended_event(
+                        t.trial_id, job_id, TrialState.CANCELLED, "cancelled by Ctrl-C in the launcher"
+                    )
+                    for job_id, (t, _job) in running.items()
+                ]
+            )
+            raise
+        finally:  # trials never started go back to NOT_SUBMITTED (for `sweeper resume`)
+            ledger.append(*[{"event": "dequeued", "trial_id": t.trial_id} for t in queue])
+
+    def should_ask(self, attempt: dict, latest: bool, now: float) -> bool:
+        return latest and attempt.get("ended_at") is None
+
+    def job_states(self, job_ids: list[str]) -> SchedulerView:
+        """A local job is a process (job id = submitit's controller pid): alive means RUNNING."""
+        states = {j: TrialState.RUNNING if pid_alive(j) else GONE for j in job_ids}
+        return SchedulerView("local", {j: JobRecord(j, s, source="local") for j, s in states.items()})
+
+    def cancel(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            try:
+                os.kill(int(job_id), signal.SIGINT)  # the local controller stops its task on SIGINT
+            except (ValueError, ProcessLookupError):
+                pass
+
+
+def _record_unreported_end(ledger: Ledger, trial: Trial, job: submitit.Job) -> None:
+    """A local job that died without writing its end (kill -9, OOM killer, a crash before the trial started)
+    is recorded as FAILED here, with the error from submitit's result file when there is one."""
+    record = ledger.records().get(trial.trial_id)
+    attempt = record.latest if record else None
+    if attempt and attempt.get("job_id") == str(job.job_id) and attempt.get("last_event") != "ended":
+        code = getattr(getattr(job, "_process", None), "returncode", None)
+        error = submitit_error(job) or f"the job process exited (code {code}) without reporting an end"
+        ledger.append(ended_event(trial.trial_id, str(job.job_id), TrialState.FAILED, error, exit_code=code))
+
+
+def submitit_error(job: submitit.Job) -> str | None:
+    """The line naming the failure in the traceback submitit saved for a job that raised, if it did."""
+    import submitit
+
+    try:
+        outcome, payload = submitit.core.utils.pickle_load(job.paths.result_pickle)[:2]
+    except Exception:  # no result file (killed), or an unreadable one: nothing to report
+        return None
+    return traceback_error_line(payload) if outcome == "error" else None

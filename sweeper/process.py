@@ -1,0 +1,23 @@
+"""Is a process alive: the one check behind local jobs, local launchers' queues and Optuna workers."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def pid_alive(pid: int | str | None) -> bool:
+    try:
+        os.kill(int(pid), 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def alive_here(pid: int | str | None, host: str | None) -> bool | None:
+    """Whether the process runs, when it runs on this host; None when it runs elsewhere (cannot tell)."""
+    if host != socket.gethostname():
+        return None
+    return pid_alive(pid)

@@ -330,14 +330,20 @@ class JsonLinesSource(MetricSource):
 
 
 class _EventFile:
-    """One event file being read: its loader and the steps whose rows are not complete yet."""
+    """One event file being read: its loader and the values not returned yet (by raw tag)."""
 
     def __init__(self, loader: Any, label: str, split: str | None):
         self.loader = loader
         self.label = label  # path relative to the watched directory, for messages and `tags` keys
         self.split = split  # the split its directory names (Keras: logs/train/, logs/validation/)
-        self.pending: dict[int, dict[str, float]] = {}
+        self.steps: dict[int, dict[str, float]] = {}  # by step; in epoch mode, steps whose epoch is unknown
         self.max_step: int | None = None
+        self.seen: set[str] = set()  # every tag read, for the `X_step` / `X_epoch` pairs
+        self.epoch_mode = False  # the file logs an `epoch` scalar (Lightning): steps are not epochs
+        self.step_epoch: dict[int, int] = {}  # the latest steps' epochs (epoch mode)
+        self.last_epoch: int | None = None
+        self.epochs: dict[int, dict[str, float]] = {}  # by epoch (epoch mode)
+        self.max_epoch: int | None = None
         self.broken = False
 
 
@@ -348,11 +354,18 @@ class TensorBoardSource(MetricSource):
     Names: `tags` maps a tag (or `<dir>/<tag>`, the event file's directory relative to `directory` and
     the tag, to tell apart Keras's `train/` and `validation/` files) to a sweeper name; any other tag goes
     through `metric_name`, prefixed with the split its directory names when it has none (Keras's
-    `validation/…tfevents…` tag `epoch_loss` -> `valid/epoch_loss`).
+    `validation/…tfevents…` tag `epoch_loss` -> `valid/epoch_loss`). When a file has both `X_step` and
+    `X_epoch` tags (Lightning's `on_step=True, on_epoch=True`), `X_step` is dropped and `X_epoch` named `X`.
 
     Completion: epoch e's row is returned once the same file has a scalar with a step greater than e (so a
     row lags one epoch), or at `poll(final=True)`. Rows of one epoch from several files merge. Event files
     under any of `exclude` (the job's own TensorBoard mirror, `<run_dir>/tb/`) are never read.
+
+    Epoch mode: a file with a scalar named `epoch` (Lightning's TensorBoardLogger logs one with every call,
+    at global steps; `tags` can map another tag to `epoch`) has its steps mapped to epochs instead: each
+    value goes to the epoch (rounded down) logged at its step, or, for a step without one, to the file's
+    latest epoch (dropped when it has none yet); epoch e is complete once the file has a value of a later
+    epoch, or at final.
     """
 
     name = "tensorboard"
@@ -371,6 +384,7 @@ class TensorBoardSource(MetricSource):
         self.directory = Path(directory)
         self.tags = dict(tags or {})
         self.exclude = [Path(p) for p in exclude]
+        self._excluded_resolved = [p.resolve() for p in self.exclude]
         self._files: dict[Path, _EventFile] = {}
 
     def describe(self) -> str:
@@ -381,7 +395,7 @@ class TensorBoardSource(MetricSource):
 
     def _excluded(self, path: Path) -> bool:
         resolved = path.resolve()
-        return any(resolved.is_relative_to(p.resolve()) for p in self.exclude)
+        return any(resolved.is_relative_to(p) for p in self._excluded_resolved)
 
     def _discover(self) -> list[Path]:
         found = []
@@ -411,31 +425,78 @@ class TensorBoardSource(MetricSource):
             return None
         return float(array.reshape(()).item())
 
-    def _name(self, tag: str, file: _EventFile) -> str:
+    def _explicit(self, tag: str, file: _EventFile) -> str | None:
         parent = file.label.rpartition("/")[0]
         if parent and f"{parent}/{tag}" in self.tags:
             return self.tags[f"{parent}/{tag}"]
-        if tag in self.tags:
-            return self.tags[tag]
+        return self.tags.get(tag)
+
+    def _name(self, tag: str, file: _EventFile) -> str:
+        explicit = self._explicit(tag, file)
+        if explicit is not None:
+            return explicit
         name = metric_name(tag)
         if file.split and "/" not in name and name not in _KEPT:
             name = f"{file.split}/{name}"
         return name
+
+    def _names(self, values: dict[str, float], file: _EventFile) -> dict[str, float]:
+        """Raw tags -> sweeper names, with Lightning's `X_step` / `X_epoch` pairs folded into `X`."""
+        named = {}
+        for tag, number in values.items():
+            if self._explicit(tag, file) is None:
+                if tag.endswith("_step") and tag.removesuffix("_step") + "_epoch" in file.seen:
+                    continue
+                if tag.endswith("_epoch") and tag.removesuffix("_epoch") + "_step" in file.seen:
+                    tag = tag.removesuffix("_epoch")
+            named[self._name(tag, file)] = number
+        return named
+
+    def _epoch_at(self, file: _EventFile, step: int, number: float) -> None:
+        if not math.isfinite(number):
+            return
+        epoch = math.floor(number)
+        file.epoch_mode = True
+        file.step_epoch = {s: e for s, e in file.step_epoch.items() if s >= step}
+        file.step_epoch[step] = file.last_epoch = epoch
+        file.max_epoch = epoch if file.max_epoch is None else max(file.max_epoch, epoch)
+        waiting = file.steps.pop(step, None)
+        if waiting:
+            file.epochs.setdefault(epoch, {}).update(waiting)
 
     def _read(self, file: _EventFile) -> None:
         try:
             for event in file.loader.Load():
                 if not event.HasField("summary"):
                     continue
+                step = int(event.step)
                 for value in event.summary.value:
                     number = self._scalar(value)
                     if number is None:
                         continue
-                    file.pending.setdefault(int(event.step), {})[self._name(value.tag, file)] = number
-                    file.max_step = event.step if file.max_step is None else max(file.max_step, event.step)
+                    file.max_step = step if file.max_step is None else max(file.max_step, step)
+                    if self._name(value.tag, file) == "epoch":
+                        self._epoch_at(file, step, number)
+                        continue
+                    file.seen.add(value.tag)
+                    if file.epoch_mode and step in file.step_epoch:
+                        file.epochs.setdefault(file.step_epoch[step], {})[value.tag] = number
+                    else:
+                        file.steps.setdefault(step, {})[value.tag] = number
         except Exception as e:  # a corrupt record, a file that vanished: keep what was read, stop reading it
             file.broken = True
             self._warn(f"{file.label}: unreadable event file, no longer read: {type(e).__name__}: {e}")
+
+    def _complete(self, file: _EventFile, final: bool) -> list[tuple[int, dict[str, float]]]:
+        done = sorted(s for s in file.steps if final or (file.max_step is not None and s < file.max_step))
+        if not file.epoch_mode:
+            return [(step, self._names(file.steps.pop(step), file)) for step in done]
+        for step in done:
+            values = file.steps.pop(step)
+            if file.last_epoch is not None:
+                file.epochs.setdefault(file.last_epoch, {}).update(values)
+        done = sorted(e for e in file.epochs if final or (file.max_epoch is not None and e < file.max_epoch))
+        return [(epoch, self._names(file.epochs.pop(epoch), file)) for epoch in done]
 
     def poll(self, final: bool = False) -> list[Row]:
         if self.directory.is_dir():
@@ -446,10 +507,7 @@ class TensorBoardSource(MetricSource):
         for file in self._files.values():
             if not file.broken:
                 self._read(file)
-            done = sorted(
-                s for s in file.pending if final or (file.max_step is not None and s < file.max_step)
-            )
-            updates += [(step, file.pending.pop(step)) for step in done]
+            updates += self._complete(file, final)
         updates.sort(key=lambda u: u[0])
         return self._merge(updates)
 
@@ -585,7 +643,7 @@ class RegexSource(MetricSource):
 
     def feed_line(self, line: str) -> list[Row]:
         self._line_no += 1
-        match = self.pattern.search(line)
+        match = self.pattern.search(line.rstrip("\r\n"))
         if match is None:
             return []
         where = f"stdout:{self._line_no}"

@@ -399,6 +399,49 @@ def test_tensorboard_reads_new_style_scalars_and_ignores_other_summaries(tmp_pat
     assert source.describe() == f"TensorBoard event files under {tmp_path}"
 
 
+def test_tensorboard_lightning_global_steps_go_to_the_logged_epoch(tmp_path, SummaryWriter):
+    """Lightning's TensorBoardLogger: global steps, an `epoch` scalar with every call (after the metrics),
+    `hp_metric` at step 0, `X_step` / `X_epoch` pairs for on_step + on_epoch metrics."""
+    writer = SummaryWriter(tmp_path / "lightning_logs" / "version_0")
+    source = TensorBoardSource(tmp_path)
+
+    def log(metrics: dict, step: int, epoch: int) -> None:  # as Lightning's logger connector calls it
+        for name, value in {**metrics, "epoch": epoch}.items():
+            writer.add_scalar(name, value, step)
+
+    writer.add_scalar("hp_metric", -1, 0)
+    step = 0
+    for epoch in (0, 1):
+        for _ in range(3):
+            log({"train_loss_step": 1.0 - step / 8}, step, epoch)
+            step += 1
+        log({"val_acc": 0.25 + epoch / 4, "val_loss": 0.5 - epoch / 8}, step - 1, epoch)
+        log({"train_loss_epoch": 0.875 - epoch / 4}, step - 1, epoch)
+        writer.flush()
+        if epoch == 0:
+            assert source.poll() == []  # epoch 0 may still get values
+    writer.add_scalar("custom", 0.125, 5)  # the program's own scalar, no epoch logged at its step
+    writer.add_scalar("custom", 0.25, 6)
+    writer.close()
+    assert rows_of(source.poll()) == [
+        (0, {"hp_metric": -1.0, "valid/acc": 0.25, "valid/loss": 0.5, "train/loss": 0.875}),
+    ]
+    assert rows_of(source.poll(final=True)) == [
+        (1, {"valid/acc": 0.5, "valid/loss": 0.375, "train/loss": 0.625, "custom": 0.25}),
+    ]
+
+
+def test_tensorboard_tags_can_name_the_epoch_scalar(tmp_path, SummaryWriter):
+    writer = SummaryWriter(tmp_path)
+    for step, epoch in ((10, 1.0), (20, 1.5), (30, 2.0)):
+        writer.add_scalar("train/epoch", epoch, step)
+        writer.add_scalar("eval/accuracy", epoch / 4, step)
+    writer.close()
+    source = TensorBoardSource(tmp_path, tags={"train/epoch": "epoch", "eval/accuracy": "valid/acc"})
+    assert rows_of(source.poll()) == [(1, {"valid/acc": 0.375})]
+    assert rows_of(source.poll(final=True)) == [(2, {"valid/acc": 0.5})]
+
+
 # --- Lightning CSV ---------------------------------------------------------------------------------------
 
 
@@ -561,6 +604,8 @@ def test_regex_reads_matching_stdout_lines():
     ]
     assert source.poll(final=True) == []
     assert source.describe().startswith("stdout lines matching 'Epoch (?P<epoch>")
+    rest = RegexSource(r"epoch (?P<epoch>\d+) loss (?P<loss>[0-9.]+)$")  # "\r\n" is not part of the line
+    assert rows_of(rest.feed_line("epoch 1 loss 0.5\r\n")) == [(1, {"loss": 0.5})] and rest.warnings == []
 
 
 def test_regex_nan_and_merge_of_one_epoch():

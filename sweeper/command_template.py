@@ -1,11 +1,5 @@
-"""The command line of a command trial: a list of words with placeholders, checked once, expanded per trial.
-
-Placeholders: `{optim.lr}` (any dotted config key, a value, not a section), `{seed}`, `{trial_id}`,
-`{run_dir}`, and two that expand to several words and must each be a word of their own: `{args}`
-(`--optim.lr=0.001` for every swept parameter, argparse style) and `{overrides}` (`optim.lr=0.001`, Hydra
-style). Other placeholders may sit inside a word (`--lr={optim.lr}`). `{{` and `}}` are literal braces.
-The reserved names win over config keys of the same name (`{seed}` is always the trial's seed).
-"""
+"""The command line of a command trial: its words with placeholders (`{optim.lr}`, `{seed}`, `{args}`...),
+split from the spec, checked once, expanded into each trial's argv."""
 
 from __future__ import annotations
 
@@ -186,6 +180,13 @@ def _lookup(config: dict, key: str) -> Any:
 def expand(words: list[str], config: dict, params: dict, seed: int, trial_id: str, run_dir: str) -> list[str]:
     """The argv of one trial. `config`: the trial's nested config; `params`: its swept parameters
     ({dotted key: value}, in the order `{args}` / `{overrides}` list them), which win over `config`.
+
+    Placeholders: `{optim.lr}` (any dotted config key, a value, not a section), `{seed}`, `{trial_id}`,
+    `{run_dir}`, and two that expand to several words and must each be a word of their own: `{args}`
+    (`--optim.lr=0.001` for every swept parameter, argparse style) and `{overrides}` (`optim.lr=0.001`,
+    Hydra style). Other placeholders may sit inside a word (`--lr={optim.lr}`). `{{` and `}}` are literal
+    braces. The reserved names win over config keys of the same name (`{seed}` is always the trial's seed).
+    Values are written by `format_cli_value`.
 
     Raises TemplateError (a ValueError) for a malformed word, an unknown key or a section; `check` reports
     all of those beforehand.

@@ -1,17 +1,5 @@
-"""Incremental readers of a command trial's per-epoch metrics: JSON lines, TensorBoard events, Lightning CSV, a
-regex over stdout. Each is polled repeatedly while the program runs and returns only the rows new since then.
-
-The wrapper job calls `poll()` every few seconds, `feed_line()` for every line the program prints, and
-`poll(final=True)` once after the program exited (which flushes rows still held back). Bad input never
-raises: every malformed line becomes one message in `source.warnings` (with its file and line number), which
-the caller drains.
-
-Rows: one `Row(epoch, values)` per epoch, metric names `split/metric` (see `metric_name`), plus `lr` and
-`time_s` when the program gives them. Epochs are the program's own numbers (Lightning's and Keras's count
-from 0), not renumbered. An epoch's row may be returned again (by a later poll, or after the program
-restarted and logs that epoch anew); the JSON lines, TensorBoard and regex sources return, each time, every
-value known for that epoch so far, so the caller can simply overwrite the epoch's row.
-"""
+"""Incremental readers of a command trial's per-epoch metrics (JSON lines, TensorBoard events, Lightning CSV,
+a regex over stdout): polled while the program runs, each returns only the rows new since the last poll."""
 
 from __future__ import annotations
 
@@ -88,7 +76,19 @@ def _same_values(a: dict[str, float] | None, b: dict[str, float]) -> bool:
 
 
 class MetricSource:
-    """Base: a source of per-epoch rows, polled by the wrapper job while the program runs."""
+    """Base: a source of per-epoch rows, polled by the wrapper job while the program runs.
+
+    The wrapper calls `poll()` every few seconds, `feed_line()` for every line the program prints, and
+    `poll(final=True)` once after the program exited (which flushes rows still held back). Bad input never
+    raises: every malformed line becomes one message in `warnings` (with its file and line number), which
+    the caller drains.
+
+    Rows: one `Row(epoch, values)` per epoch, metric names `split/metric` (see `metric_name`), plus `lr`
+    and `time_s` when the program gives them. Epochs are the program's own numbers (Lightning's and Keras's
+    count from 0), not renumbered. An epoch's row may be returned again (by a later poll, or after the
+    program restarted and logs that epoch anew); the JSON lines, TensorBoard and regex sources return, each
+    time, every value known for that epoch so far, so the caller can simply overwrite the epoch's row.
+    """
 
     name = "source"
 

@@ -219,11 +219,15 @@ def test_resnet18_on_a_tiny_cifar_folder(tmp_path):
 
 
 def test_best_checkpoint_follows_the_objective_direction_the_job_recorded(tmp_path):
-    # The job writes the sweep's objective into config.json; an explicit direction beats the name rule.
+    # The job records the sweep's objective in config.json and hands the same Objective to the Run; an
+    # explicit direction beats the name rule.
+    from sweeper.objective import Objective
+
     tmp_path.joinpath("config.json").write_text(
         json.dumps({"objective": {"metric": "valid/acc", "direction": "minimize"}})
     )
-    accuracies = [r["valid/acc"] for r in run_training(tmp_path, config(epochs=3))]
+    recorded = Objective.of(json.loads(tmp_path.joinpath("config.json").read_text())["objective"])
+    accuracies = [r["valid/acc"] for r in run_training(tmp_path, config(epochs=3), objective=recorded)]
     assert accuracies[0] < accuracies[-1]
     best_epoch = torch.load(tmp_path / "best.pt", weights_only=False)["epoch"]
     assert best_epoch == 1 + accuracies.index(min(accuracies))

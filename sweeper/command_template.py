@@ -13,6 +13,7 @@ from sweeper.schema import did_you_mean
 TRIAL_NAMES = ("seed", "trial_id", "run_dir")  # one value each, from the trial
 MULTI_NAMES = ("args", "overrides")  # several words: the swept parameters
 RESERVED = TRIAL_NAMES + MULTI_NAMES
+COMMAND_ENTRYPOINT = "sweeper.command:run_command"  # what a job runs for a spec with `command:`
 
 
 class TemplateError(ValueError):

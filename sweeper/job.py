@@ -133,6 +133,7 @@ class JobBase(submitit.helpers.Checkpointable):
         self.requeued = True
         run = self._run_obj
         if run is not None:
+            run.stop_work()  # a command trial's program gets the signal and its grace period first
             run.set_state(TrialState.REQUEUED)
         if self._ledger_trial is not None:
             Ledger(self.sweep_dir).append(
@@ -239,6 +240,7 @@ class TrialJob(JobBase):
             seed=trial.seed,
             job_id=job_id,
             objective=objective,
+            params=trial.params,
         )
         self._run_obj = run
         try:

@@ -112,7 +112,7 @@ class Ledger:
             "swept_keys": spec.swept_keys,
             "seeds": spec.seeds,
             "objective": spec.objective.to_json(),
-            "entrypoint": spec.entrypoint,
+            "entrypoint": spec.trial_entrypoint,
             **extra_meta,
         }
         atomic_write_json(

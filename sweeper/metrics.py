@@ -8,6 +8,7 @@ per metric named `split/metric` (`train/loss`, `valid/acc`, ...). Extra metrics 
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class MetricsWriter:
         self.path = self.run_dir / METRICS_FILE
         self.rows: list[dict[str, Any]] = []
         self.tensorboard = tensorboard
+        self.tensorboard_dir = self.run_dir  # where the TensorBoard mirror goes (a command trial's: tb/)
         self._tb = None
 
     def restore(self, rows: list[dict[str, Any]]) -> None:
@@ -93,10 +95,8 @@ class MetricsWriter:
             return
         if self._tb is not None:
             self._tb.close()
-        from torch.utils.tensorboard import SummaryWriter  # heavy import, only on the job side
-
         # purge_step makes TensorBoard drop events of epochs redone after a resume.
-        self._tb = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step, flush_secs=30)
+        self._tb = ScalarWriter(self.tensorboard_dir, purge_step=purge_step, flush_secs=30)
 
     def close(self) -> None:
         if self._tb is not None:
@@ -112,3 +112,30 @@ def _number(name: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"metric {name!r} must be a number, got {type(value).__name__}")
     return float(value)
+
+
+class ScalarWriter:
+    """A TensorBoard event file of scalars, written with tensorboard's own EventFileWriter: the same events
+    torch's SummaryWriter writes for add_scalar, without importing torch (0.4 s instead of 3.4 s here,
+    which every command trial would pay at start-up)."""
+
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None, flush_secs: float = 30):
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event, self._summary = Event, Summary
+        self._writer = EventFileWriter(str(log_dir), max_queue_size=10, flush_secs=flush_secs)
+        if purge_step is not None:  # as SummaryWriter(purge_step=...) does
+            self._writer.add_event(Event(step=purge_step, file_version="brain.Event:2"))
+            self._writer.add_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+
+    def add_scalar(self, tag: str, value: float, global_step: int) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self._writer.add_event(self._event(summary=summary, step=global_step, wall_time=time.time()))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()

@@ -54,6 +54,7 @@ class Run:
         seed: int = 0,
         job_id: str = "",
         objective: Objective | str | None = None,
+        params: dict[str, Any] | None = None,
         pruner: Callable[[int, float], bool] | None = None,
         tensorboard: bool = True,
     ):
@@ -61,6 +62,8 @@ class Run:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config, self.trial_id, self.seed, self.job_id = config, trial_id, seed, job_id
         self.objective = Objective.of(objective)  # what "best" means for this run (and what is pruned on)
+        self.params = dict(params or {})  # the trial's swept parameters (dotted keys)
+        self._stop_hooks: list[Callable[[], None]] = []
         self._pruner = pruner  # called with (epoch, objective value); True means prune
         self._prune = False
         # imported here: `sweeper status` reads this module's state names and should not pay for pyarrow
@@ -102,6 +105,15 @@ class Run:
         value = row.get(self.objective.metric)
         if self._pruner is not None and value is not None:
             self._prune = bool(self._pruner(epoch, value))
+
+    def add_stop_hook(self, hook: Callable[[], None]) -> None:
+        """Called when the job is about to be requeued (timeout, preemption), before it exits: e.g. to pass
+        the signal on to a program the work started, and wait for it to checkpoint."""
+        self._stop_hooks.append(hook)
+
+    def stop_work(self) -> None:
+        for hook in self._stop_hooks:
+            hook()
 
     def should_prune(self) -> bool:
         """True once the pruner has given up on this trial (always False outside an Optuna search)."""

@@ -106,7 +106,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
                 except SchemaError as exc:
                     _raise_param_error(spec, sections[key], key, exc.message)
             config["seed"] = seed
-            if spec.entrypoint is None:
+            if spec.trial_entrypoint is None:  # the built-in trainer: its schema is known
                 config = _validated(spec, config, params, sections)
             trial_id = make_trial_id(name, params, seed)
             if trial_id in seen:
@@ -201,7 +201,7 @@ def trial_config(spec: SweepSpec, params: dict[str, Any], seed: int) -> dict[str
 
 def check_search(spec: SweepSpec) -> None:
     """Every searched key must fit the trainer's schema: try each at its low end / first choice."""
-    if spec.entrypoint is not None or spec.search is None:
+    if spec.trial_entrypoint is not None or spec.search is None:
         return
     for key, param in spec.search.params.items():
         value = (

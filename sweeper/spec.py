@@ -11,6 +11,7 @@ import copy
 import importlib.util
 import os
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,12 +217,59 @@ COUNT_OPTIONS = {
 }
 
 
+METRIC_SOURCES = ("auto", "jsonl", "tensorboard", "csv", "regex")
+
+
+@dataclass
+class MetricsSpec:
+    """Where a command trial's metrics come from (docs/command.md); auto: the first source that shows up."""
+
+    source: Literal["auto", "jsonl", "tensorboard", "csv", "regex"] = "auto"
+    pattern: str | None = None  # regex: named groups `epoch` and metrics, e.g. (?P<valid_acc>[0-9.]+)
+    path: str | None = None  # csv: the file, relative to the run dir (default metrics.csv)
+    tags: dict[str, str] = field(default_factory=dict)  # tensorboard: tag -> metric name
+
+    def validate(self) -> None:
+        if self.source == "regex" and not self.pattern:
+            raise SchemaError("pattern", "the regex source needs a pattern with an (?P<epoch>...) group")
+        if self.pattern:
+            from sweeper.metric_sources import RegexSource
+
+            try:
+                RegexSource(self.pattern)
+            except ValueError as exc:
+                raise SchemaError("pattern", str(exc)) from None
+
+
+@dataclass
+class SignalsSpec:
+    """How a command trial's program is told to stop: `requeue` on timeout or preemption (then SIGTERM),
+    SIGTERM when pruned or cancelled; SIGKILL once `grace_s` has passed."""
+
+    requeue: str = "SIGUSR2"
+    grace_s: float = 30.0
+
+    def validate(self) -> None:
+        import signal
+
+        if self.requeue not in signal.Signals.__members__:
+            hint = did_you_mean(self.requeue, list(signal.Signals.__members__))
+            raise SchemaError("requeue", f"not a signal name{hint}")
+        if self.grace_s <= 0:
+            raise SchemaError("grace_s", f"must be more than 0 seconds, got {self.grace_s}")
+
+
 @dataclass
 class SweepSpec:
     name: str
     base: dict[str, Any]
     description: str = ""
     entrypoint: str | None = None
+    command: list[str | int | float] | str | None = None  # any program: the command trial (docs/command.md)
+    cwd: str | None = None  # the command's working directory (default: the spec's folder)
+    env: dict[str, str | int | float] = field(default_factory=dict)  # extra variables for the command
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
+    signals: SignalsSpec = field(default_factory=SignalsSpec)
     configs: Any = None
     grid: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -241,6 +289,10 @@ class SweepSpec:
             )
         if self.entrypoint is not None and not ENTRYPOINT_RE.match(self.entrypoint):
             raise SchemaError("entrypoint", f"expected 'package.module:function', got {self.entrypoint!r}")
+        if self.entrypoint is not None and self.command is not None:
+            raise SchemaError(
+                "command", "give `command:` (any program) or `entrypoint:` (a Python function), not both"
+            )
         if not self.seeds:
             raise SchemaError("seeds", "must list at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
@@ -256,6 +308,15 @@ class SweepSpec:
                 raise SchemaError(f"grid.{key}", "lists a value twice")
             if key == "seed":
                 raise SchemaError(f"grid.{key}", "use the top-level `seeds:` list to repeat runs over seeds")
+
+    @property
+    def trial_entrypoint(self) -> str | None:
+        """What every job runs: the command trial's runner, the user's function, or None (the built-in trainer)."""
+        if self.command is not None:
+            from sweeper.command_template import COMMAND_ENTRYPOINT
+
+            return COMMAND_ENTRYPOINT
+        return self.entrypoint
 
     @property
     def swept_keys(self) -> list[str]:
@@ -402,6 +463,8 @@ def parse_spec(
         )
     if spec.entrypoint and check_entrypoint:
         _check_entrypoint(spec)
+    if spec.command is not None and check_entrypoint:
+        _check_command(spec)
     return spec
 
 
@@ -426,3 +489,45 @@ def _check_entrypoint(spec: SweepSpec) -> None:
             key="entrypoint",
             line=line,
         )
+
+
+def _check_command(spec: SweepSpec) -> None:
+    """At launch, before anything is written: the command's placeholders, its working directory and its
+    program. The working directory is then recorded as an absolute path (jobs run it from anywhere)."""
+    from sweeper import command_template
+    from sweeper.schema import flatten
+
+    where, line = spec.line_of("command")
+
+    def refuse(message: str, key: str = "command") -> None:
+        file, at = spec.line_of(key)
+        raise SpecError(message, file=file or where, key=key, line=at if at is not None else line)
+
+    try:
+        words = command_template.split_command(spec.command)
+    except ValueError as exc:
+        refuse(str(exc))
+    keys = set(flatten(spec.base)) | {"seed"}
+    for index, problem in command_template.check(words, keys, spec.swept_keys):
+        refuse(f"word {index + 1} {problem}")
+    for name, value in spec.env.items():
+        for _index, problem in command_template.check([str(value)], keys, spec.swept_keys):
+            refuse(problem, f"env.{name}")
+    base = Path(spec.path).parent if spec.path and Path(spec.path).is_file() else Path.cwd()
+    cwd = (base / (spec.cwd or ".")).resolve()
+    if not cwd.is_dir():
+        refuse(f"{cwd} is not a directory", "cwd" if spec.cwd else "command")
+    spec.cwd = spec.data["cwd"] = str(cwd)
+    program = words[0]
+    if "{" in program:
+        return
+    if "/" in program:
+        path = cwd / program
+        if not path.is_file():
+            refuse(f"program {program!r} not found (looked in {cwd})")
+        if not os.access(path, os.X_OK):
+            refuse(f"program {program!r} is not executable (chmod +x {path}, or run it with its interpreter)")
+        return
+    search_path = str(spec.env.get("PATH", os.environ.get("PATH", "")))
+    if shutil.which(program, path=search_path) is None:
+        refuse(f"program {program!r} not found on PATH")

@@ -212,6 +212,7 @@ class TuneWorker(JobBase):
                 seed=seed,
                 job_id=job_id,
                 objective=objective,
+                params=params,
                 pruner=report if position == 0 or epochs_per_seed else None,
             )
             self._run_obj = run

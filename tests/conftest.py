@@ -41,6 +41,8 @@ def cli_env() -> dict[str, str]:
     # job processes import user entrypoints from tests/ (e.g. tests/jobfns.py)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
     env["COLUMNS"] = "250"
+    # `python` in a command trial is this interpreter (the venv's), as it is in an activated venv
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 

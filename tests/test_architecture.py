@@ -13,7 +13,14 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGES = ("sweeper", "models")
-NODE_SIDE = ("sweeper.job", "sweeper.run", "sweeper.train", "sweeper.metrics", "sweeper.worker")
+NODE_SIDE = (
+    "sweeper.job",
+    "sweeper.run",
+    "sweeper.train",
+    "sweeper.metrics",
+    "sweeper.worker",
+    "sweeper.command",
+)
 NOT_ON_THE_NODE = ("sweeper.cli", "sweeper.views", "sweeper.launch", "sweeper.control", "sweeper.backends")
 
 
@@ -124,7 +131,7 @@ def test_the_node_side_never_reaches_the_cli_rich_the_launcher_or_a_backend():
         assert not banned, f"{module} imports {banned}"
     # and at run time, with every third-party import the node side really makes
     code = (
-        "import sys; import sweeper.worker, sweeper.job, sweeper.train, sweeper.metrics, sweeper.run; "
+        "import sys; import sweeper.worker, sweeper.job, sweeper.train, sweeper.metrics, sweeper.run, sweeper.command; "
         "print(' '.join(sorted(m for m in sys.modules if m == 'rich' or m.startswith(('rich.', "
         + ", ".join(repr(m) for m in NOT_ON_THE_NODE)
         + ")))))"

@@ -49,7 +49,7 @@ class GridSweep(SweepKind):
     def job(self, spec: SweepSpec, threads: int | None, ledger: Ledger, fresh: bool) -> TrialJob:
         from sweeper.job import TrialJob
 
-        return TrialJob(str(ledger.dir), spec.entrypoint, threads, fresh, spec.launch.time_min)
+        return TrialJob(str(ledger.dir), spec.trial_entrypoint, threads, fresh, spec.launch.time_min)
 
     def plan_parts(self, spec: SweepSpec, trials: list[Trial], executor: str, res: Resources) -> list[Any]:
         names = short_names(spec.swept_keys) if spec.swept_keys else {}
@@ -61,6 +61,8 @@ class GridSweep(SweepKind):
         lines = [
             f"executor: {executor}, at most {res.parallelism} at a time, {res.threads} torch thread(s) per job"
         ]
+        if spec.command is not None:
+            lines += _command_lines(spec, trials)
         return [Rows(title, ["trial id", *names.values(), "seed"], rows), Lines(lines)]
 
     def tracker(self, spec: SweepSpec, ledger: Ledger, trials: list[Trial]) -> Tracker:
@@ -86,6 +88,20 @@ class GridSweep(SweepKind):
         return Outcome([Counts(Counter(s.state for s in statuses))], failures, [analyze_hint(ledger)])
 
 
+def _command_lines(spec: SweepSpec, trials: list[Trial], shown: int = 3) -> list[str]:
+    """The exact command line of the first trials (their run dirs do not exist yet)."""
+    import shlex
+
+    from sweeper.command_template import expand, split_command
+
+    words = split_command(spec.command)
+    lines = [f"command (in {spec.cwd}), first {min(shown, len(trials))} of {len(trials)}:"]
+    for trial in trials[:shown]:
+        argv = expand(words, trial.config, trial.params, trial.seed, trial.trial_id, "<run dir>")
+        lines.append(f"  {trial.trial_id}: {shlex.join(argv)}")
+    return lines
+
+
 class GridTracker(Tracker):
     description = "trials finished"
 
@@ -106,7 +122,9 @@ class GridTracker(Tracker):
             key = (s.state, s.epoch // LOG_EVERY_EPOCHS)
             if self.seen.get(s.trial_id) != key:
                 self.seen[s.trial_id] = key
-                epoch = f" epoch {s.epoch}/{s.epochs}" if s.epoch else ""
+                epoch = (
+                    (f" epoch {s.epoch}/{s.epochs}" if s.epochs else f" epoch {s.epoch}") if s.epoch else ""
+                )
                 value = s.last.get("valid/acc")
                 shown = f" valid/acc {metric_value('valid/acc', value)}" if value is not None else ""
                 lines.append(f"  {s.trial_id}: {s.state}{epoch}{shown}")

@@ -62,7 +62,7 @@ class SearchSweep(SweepKind):
     def job(self, spec: SweepSpec, threads: int | None, ledger: Ledger, fresh: bool) -> TuneWorker:
         from sweeper.worker import TuneWorker
 
-        return TuneWorker(str(ledger.dir), spec.entrypoint, threads, False, spec.launch.time_min)
+        return TuneWorker(str(ledger.dir), spec.trial_entrypoint, threads, False, spec.launch.time_min)
 
     def plan_parts(self, spec: SweepSpec, trials: list[Trial], executor: str, res: Resources) -> list[Any]:
         search = spec.search
@@ -90,6 +90,12 @@ class SearchSweep(SweepKind):
             f"budget {search.n_trials} trials; {search.workers} workers on {executor}; "
             f"storage: {search.storage or 'journal file in the sweep dir'}",
         ]
+        if spec.command is not None:
+            from sweeper.command_template import split_command
+
+            lines.append(
+                f"command (in {spec.cwd}; Optuna fills in the parameters): {' '.join(split_command(spec.command))}"
+            )
         return [Rows(title, ["parameter", "type", "range / choices", "when"], rows), Lines(lines)]
 
     def tracker(self, spec: SweepSpec, ledger: Ledger, trials: list[Trial]) -> Tracker:

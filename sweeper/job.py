@@ -14,6 +14,7 @@ import fcntl
 import importlib
 import logging
 import os
+import signal
 import socket
 import time
 import traceback
@@ -159,6 +160,7 @@ class JobBase(submitit.helpers.Checkpointable):
     def _start(self, trial_id: str) -> tuple[Ledger, str, _TrialLock | None]:
         """The ledger, this job's id and the trial's lock (None, with a SKIPPED end, if another job has it)."""
         self._started_at = time.time()
+        _quiet_bypass()
         self._ledger_trial = trial_id
         ledger, job_id = Ledger(self.sweep_dir), current_job_id()
         lock = _TrialLock(ledger.dir / ".locks" / f"{trial_id}.lock")
@@ -182,6 +184,21 @@ class JobBase(submitit.helpers.Checkpointable):
                     link.symlink_to(os.path.relpath(target, run_dir))
                 except OSError:
                     pass
+
+
+def _quiet_bypass() -> None:
+    """submitit ignores SIGTERM and SIGCONT with a logging call each. SLURM sends SIGCONT (or SIGTERM, on
+    preemption) together with SIGUSR2, and when submitit's USR2 handler then raises inside that logging
+    call (the job is out of requeues), logging swallows the exception ("--- Logging error ---"): the job
+    trains on until the hard kill and never records its TIMEOUT (seen on the test cluster under load). So
+    they are ignored here with one async-signal-safe write instead of a log record."""
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        if getattr(signal.getsignal(sig), "__name__", "") == "bypass":
+            signal.signal(sig, _note_signal)
+
+
+def _note_signal(signum: int, frame: Any) -> None:
+    os.write(2, f"sweeper: {signal.Signals(signum).name} ignored (submitit requeues on SIGUSR2)\n".encode())
 
 
 class TrialJob(JobBase):

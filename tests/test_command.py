@@ -182,21 +182,21 @@ def test_a_search_over_a_command_prunes_by_killing_the_program_and_spends_the_bu
           params: {{lr: {{type: float, low: 0.01, high: 1.0, log: true}}}}
           sampler: {{name: random, seed: 1}}
           pruner: {{name: median, n_startup_trials: 1, n_warmup_steps: 1}}
-          n_trials: 6
+          n_trials: 8
           workers: 2
         signals: {{grace_s: 5}}
         """,
         name="cmdsearch.yaml",
     )
     out = cli("launch", "cmdsearch.yaml", "--executor", "local", timeout=600).stdout
-    assert "Optuna search, 6 trials by 2 workers" in out
+    assert "Optuna search, 8 trials by 2 workers" in out
     from optuna.trial import TrialState
 
     from sweeper.study import load_study
 
     ledger = Ledger(sweep_of(tmp_path, "cmdsearch"))
     trials = load_study(ledger, ledger.launched_spec()).get_trials()
-    assert len(trials) == 6 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert len(trials) == 8 and {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned, [t.state for t in trials]
     for trial in pruned:

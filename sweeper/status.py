@@ -75,12 +75,14 @@ def _backend_name(ledger: Ledger, attempt: dict) -> str:
 def jobs_to_ask(ledger: Ledger, records: dict[str, TrialRecord], now: float) -> dict[str, list[str]]:
     """Job ids each backend should be asked about (each backend says which of its attempts need asking)."""
     wanted: dict[str, list[str]] = {}
+    known: dict[str, backends.Backend] = {}  # one instance per backend, not one per attempt
     for record in records.values():
         for attempt in record.attempts:
             job_id, name = attempt.get("job_id"), _backend_name(ledger, attempt)
             if not job_id or name not in backends.BACKENDS:
                 continue
-            if backends.get(name).should_ask(attempt, attempt is record.latest, now):
+            backend = known.setdefault(name, backends.get(name))
+            if backend.should_ask(attempt, attempt is record.latest, now):
                 wanted.setdefault(name, []).append(str(job_id))
     return wanted
 

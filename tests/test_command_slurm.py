@@ -5,7 +5,6 @@ warning (`scontrol requeue`) resumes the same way."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,9 @@ from sweeper.ledger import Ledger
 from tests.conftest import write_spec
 from tests.slurm_cluster import run, wait_for
 from tests.test_command import PROG, metric_rows, runs_by_trial, sweep_of
-from tests.test_slurm import events, heartbeat, states
+from tests.test_slurm import cancel_leftovers, events, heartbeat, states  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture(autouse=True)
-def cancel_leftovers(tmp_path):
-    yield
-    job_ids = set()
-    for attempts in (tmp_path / "runs").glob("*/*/attempts.jsonl"):
-        for line in attempts.read_text().splitlines():
-            job_ids.add(json.loads(line)["job_id"].split("_")[0])
-    if job_ids:
-        subprocess.run(["scancel", *sorted(job_ids)], capture_output=True)
 
 
 def slow_command_spec(tmp_path: Path, name: str, epochs: int, launch: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sweeper.backends.base import Backend, OnRunning, Resources
+from sweeper.backends.local import LocalBackend
 from sweeper.ledger import submitted_event
 
 if TYPE_CHECKING:
@@ -21,13 +22,8 @@ class DebugBackend(Backend):
         self._jobs: list = []
 
     def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:
-        import os
-
-        cores = os.cpu_count() or 1
-        parallelism = asked or cores
-        return Resources(
-            parallelism, spec.launch.threads or max(1, cores // min(parallelism, max(n_trials, 1)))
-        )
+        local = LocalBackend().resources(spec, asked, n_trials)  # this machine's cores, no submitit options
+        return Resources(local.parallelism, local.threads)
 
     def submit(
         self, spec: SweepSpec, res: Resources, ledger: Ledger, trials: list[Trial], job: Callable

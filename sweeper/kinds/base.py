@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from sweeper.status import TrialStatus
 
 
+LOG_EVERY_EPOCHS = 5  # without a terminal, a trial's progress line is printed every this many epochs
+
+
 # -- what views render -----------------------------------------------------------------------------------
 @dataclass
 class Rows:

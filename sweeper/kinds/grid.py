@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.display import format_value, metric_value, short_names
 from sweeper.kinds.base import (
+    LOG_EVERY_EPOCHS,
     Counts,
     Lines,
     Outcome,
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from sweeper.space import Trial
     from sweeper.spec import SweepSpec
     from sweeper.status import TrialStatus
-
-LOG_EVERY_EPOCHS = 5  # without a terminal, a trial's progress line is printed every this many epochs
 
 
 class GridSweep(SweepKind):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper.display import format_value
 from sweeper.kinds.base import (
+    LOG_EVERY_EPOCHS,
     Counts,
     Lines,
     Outcome,
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 SEARCH_META = "optuna"  # sweep.json's `search` for a search sweep
 READ_STUDY_EVERY_S = 2.0  # progress reads the study this often (it is a file or a database)
-LOG_EVERY_EPOCHS = 5
 
 
 class SearchSweep(SweepKind):

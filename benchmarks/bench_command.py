@@ -12,12 +12,16 @@ inside it, bare and wrapped alike:
              core also runs everything sweeper does for it (the worst case: nothing gets a free core). Each
              run's median time between two lines; the ratio of the pair; the cores swapped every pair; the
              median of the pairs' ratios. Target: under 2% more.
-  CPU        what the job adds per epoch in CPU time (reported, not the target), robust to this machine's speed changing by tens of
-             percent from one run to the next (which the wall ratios above suffer): the CPU time of the whole
-             process tree (`sweeper launch`, submitit's controller, the job, the program; RUSAGE_CHILDREN)
-             minus the program's own run bare, at 20 and at 80 epochs; the difference of the two, per epoch
-             and against the program's CPU time per epoch. It bounds the wall overhead on a machine whose
-             cores are all busy (the job's work then delays the program); on a free core it costs none.
+  CPU        what sweeper spends in CPU time, robust to this machine's speed changing by tens of percent
+             from one run to the next (which the wall ratios above suffer), split into its two kinds: per
+             epoch (a line read, parsed, copied to the logs; metrics.parquet, TensorBoard and status.json
+             rewritten) and per second (the polling of the launcher, submitit's controller and the job).
+             A program that sleeps prints 1 or N lines over the same T seconds, or 1 line over 2T: the CPU
+             time of the whole process tree (RUSAGE_CHILDREN) minus the same program's bare; N lines minus 1
+             line over T gives the cost per epoch, 2T minus T the cost per second. On a machine whose
+             cores are all busy (the worst case: the program shares its core with all of sweeper's work)
+             an epoch of E seconds is slowed by at most per_epoch / E + per_second; the epoch length at
+             which that bound is 2% is printed. While a core is free, none of it is wall time.
   start-up   the job's own start-up: from submitit's first log line in the job process (the interpreter
              and submitit are up) to the program's first instruction (unpickling the job, sweeper's imports,
              the run dir, config files, the process group). Target: under 0.5 s.
@@ -55,6 +59,14 @@ for epoch in range(1, epochs + 1):
         x += i * i
     print(json.dumps({"epoch": epoch, "train/loss": 1 / epoch, "valid/acc": 1 - 1 / (epoch + 1), "clock": time.time()}), flush=True)
 """
+# Prints `epochs` lines spread over `seconds` and uses no CPU in between: the CPU measurements' program.
+SLEEPER = """
+import json, sys, time
+epochs, seconds = int(sys.argv[1]), float(sys.argv[2])
+for epoch in range(1, epochs + 1):
+    time.sleep(seconds / epochs)
+    print(json.dumps({"epoch": epoch, "train/loss": 1 / epoch, "valid/acc": 1 - 1 / (epoch + 1)}), flush=True)
+"""
 
 
 def calibrate(epoch_ms: float) -> int:
@@ -70,25 +82,25 @@ def epoch_times(clocks: list[float]) -> float:
     return statistics.median(b - a for a, b in zip(clocks, clocks[1:], strict=False))
 
 
-def bare(work_dir: Path, epochs: int, work: int) -> tuple[float, float]:
+def bare(work_dir: Path, epochs: int, work: float, program: str = "prog.py") -> tuple[float, float]:
     """(median epoch time, wall time) of the program run bare, stdout into a file."""
     out = work_dir / "bare.out"
     start = time.perf_counter()
     with open(out, "w") as handle:
         subprocess.run(
-            [sys.executable, "prog.py", str(epochs), str(work)], cwd=work_dir, stdout=handle, check=True
+            [sys.executable, program, str(epochs), str(work)], cwd=work_dir, stdout=handle, check=True
         )
     wall = time.perf_counter() - start
     clocks = [json.loads(line)["clock"] for line in out.read_text().splitlines()]
     return epoch_times(clocks), wall
 
 
-def spec(work_dir: Path, name: str, epochs: int, work: int, trials: int) -> Path:
+def spec(work_dir: Path, name: str, epochs: int, work: float, trials: int, program: str = "prog.py") -> Path:
     path = work_dir / f"{name}.yaml"
     path.write_text(
         textwrap.dedent(f"""
         name: {name}
-        command: [{sys.executable}, prog.py, "{{epochs}}", "{work}"]
+        command: [{sys.executable}, {program}, "{{epochs}}", "{work}"]
         base: {{epochs: {epochs}, copy: 0}}
         grid: {{copy: {list(range(trials))}}}
         metrics: {{source: jsonl}}
@@ -145,18 +157,31 @@ def wrapped_epoch_time(work_dir: Path, name: str) -> float:
     return epoch_times(pq.read_table(metrics).column("clock").to_pylist())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--epoch-ms", type=float, default=50.0)
-    args = parser.parse_args()
-    work_dir = Path(tempfile.mkdtemp(prefix="bench_command_"))
-    (work_dir / "prog.py").write_text(PROGRAM)
-    work = calibrate(args.epoch_ms)
+def cpu_costs(work_dir: Path, pairs: int, seconds: float, epochs: int) -> tuple[list[float], list[float]]:
+    """Per pair: sweeper's CPU seconds per epoch and per second of a trial (see the module docstring)."""
+    (work_dir / "sleeper.py").write_text(SLEEPER)
+    per_epoch, per_second = [], []
+    for pair in range(pairs):
+        extra = {}
+        for name, lines, wall in (("few", 1, seconds), ("many", epochs, seconds), ("long", 1, 2 * seconds)):
+            run_name = f"cpu_{name}{pair}"
+            spec(work_dir, run_name, lines, wall, 1, program="sleeper.py")
+            inside = cpu_of(lambda run_name=run_name: wrapped(work_dir, run_name))
+            outside = cpu_of(
+                lambda lines=lines, wall=wall: subprocess.run(
+                    [sys.executable, "sleeper.py", str(lines), str(wall)],
+                    cwd=work_dir,
+                    stdout=subprocess.DEVNULL,
+                    check=True,
+                )
+            )
+            extra[name] = inside - outside
+        per_epoch.append((extra["many"] - extra["few"]) / (epochs - 1))
+        per_second.append((extra["long"] - extra["few"]) / seconds)
+    return per_epoch, per_second
 
+
+def wall_pairs(work_dir: Path, args, work: int) -> None:
     ratios, bare_epochs, wrapped_epochs = [], [], []
     for pair in range(args.pairs):
         name = f"epochs{pair}"
@@ -182,21 +207,28 @@ def main() -> int:
         bare_epochs.append(outside)
         wrapped_epochs.append(inside)
     per_epoch = statistics.median(ratios) - 1
+    print(f"program: {args.epochs} epochs of ~{args.epoch_ms:.0f} ms of pure Python work; {args.pairs} pairs")
+    print(
+        f"per epoch, bare and as a trial at the same time on a core each: bare {statistics.median(bare_epochs) * 1000:.1f} ms, as a command trial "
+        f"{statistics.median(wrapped_epochs) * 1000:.1f} ms; ratio per pair {', '.join(f'{r:.3f}' for r in ratios)}; "
+        f"median {per_epoch:+.2%} (target < 2%): {'met' if per_epoch < 0.02 else 'NOT met'}"
+    )
 
-    cpu_extra = {20: [], 80: []}
-    bare_cpu_80 = []
-    for pair in range(args.pairs):
-        for epochs in cpu_extra:
-            name = f"cpu{epochs}_{pair}"
-            spec(work_dir, name, epochs, work, 1)
-            inside = cpu_of(lambda name=name: wrapped(work_dir, name))
-            outside = cpu_of(lambda epochs=epochs: bare(work_dir, epochs, work))
-            cpu_extra[epochs].append(inside - outside)
-            if epochs == 80:
-                bare_cpu_80.append(outside)
-    per_epoch_cpu = (statistics.median(cpu_extra[80]) - statistics.median(cpu_extra[20])) / 60
-    epoch_cpu = statistics.median(bare_cpu_80) / 80
 
+def cpu_report(work_dir: Path, args) -> None:
+    per_epoch_cpu, per_second_cpu = cpu_costs(work_dir, args.pairs, args.cpu_seconds, args.cpu_epochs)
+    epoch_cpu, second_cpu = statistics.median(per_epoch_cpu), statistics.median(per_second_cpu)
+    bound_at = epoch_cpu / (0.02 - second_cpu) if second_cpu < 0.02 else float("inf")
+    print(
+        f"CPU: {epoch_cpu * 1000:.1f} ms per epoch (pairs {', '.join(f'{c * 1000:.1f}' for c in per_epoch_cpu)}) "
+        f"and {second_cpu * 1000:.1f} ms per second (pairs {', '.join(f'{c * 1000:.1f}' for c in per_second_cpu)}); "
+        f"with every core busy, an epoch of {args.epoch_ms:.0f} ms is slowed by at most "
+        f"{epoch_cpu / (args.epoch_ms / 1000) + second_cpu:.1%}, one of 1 s by {epoch_cpu + second_cpu:.1%}; "
+        f"the bound is 2% from {bound_at:.2f} s per epoch; on a free core none of it is wall time"
+    )
+
+
+def per_trial(work_dir: Path, args, work: int) -> None:
     one, four, bare_walls, startups = [], [], [], []
     for pair in range(args.pairs):
         spec(work_dir, f"one{pair}", 5, work // 10, 1)
@@ -205,30 +237,42 @@ def main() -> int:
         four.append(wrapped(work_dir, f"four{pair}"))
         bare_walls.append(bare(work_dir, 5, work // 10)[1])
         startups += job_startups(work_dir, f"one{pair}") + job_startups(work_dir, f"four{pair}")
-    per_trial = (statistics.median(four) - statistics.median(one)) / 3 - statistics.median(bare_walls)
+    cost = (statistics.median(four) - statistics.median(one)) / 3 - statistics.median(bare_walls)
     startup = statistics.median(startups)
-
-    print(f"program: {args.epochs} epochs of ~{args.epoch_ms:.0f} ms of pure Python work; {args.pairs} pairs")
-    print(
-        f"per epoch, bare and as a trial at the same time on a core each: bare {statistics.median(bare_epochs) * 1000:.1f} ms, as a command trial "
-        f"{statistics.median(wrapped_epochs) * 1000:.1f} ms; ratio per pair {', '.join(f'{r:.3f}' for r in ratios)}; "
-        f"median {per_epoch:+.2%} (target < 2%): {'met' if per_epoch < 0.02 else 'NOT met'}"
-    )
-    print(
-        f"CPU: the job adds {statistics.median(cpu_extra[20]):.2f} s at 20 epochs, {statistics.median(cpu_extra[80]):.2f} s "
-        f"at 80: {per_epoch_cpu * 1000:.1f} ms per epoch, {per_epoch_cpu / epoch_cpu:+.2%} of the program's "
-        f"{epoch_cpu * 1000:.0f} ms: not a wall-time cost while a core is free, a bound on it when all are busy"
-    )
     print(
         f"start-up: the job process to the program's start {startup:.2f} s (median of {len(startups)} trials; "
         f"range {min(startups):.2f}-{max(startups):.2f}; target < 0.5 s): {'met' if startup < 0.5 else 'NOT met'}"
     )
     print(
         f"per trial on the local executor: a sweep of 1 trial {statistics.median(one):.2f} s, of 4 trials "
-        f"{statistics.median(four):.2f} s (medians): {per_trial:.2f} s per trial beyond the program "
+        f"{statistics.median(four):.2f} s (medians): {cost:.2f} s per trial beyond the program "
         f"({statistics.median(bare_walls):.2f} s bare): two interpreters (submitit's controller and the job), "
         "the imports and the launcher's 0.5 s polling"
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epoch-ms", type=float, default=50.0)
+    parser.add_argument("--cpu-seconds", type=float, default=6.0, help="T of the CPU measurements")
+    parser.add_argument("--cpu-epochs", type=int, default=120, help="N of the CPU measurements")
+    parser.add_argument(
+        "--only-cpu", action="store_true", help="skip the wall-time pairs and the per-trial sweeps"
+    )
+    args = parser.parse_args()
+    work_dir = Path(tempfile.mkdtemp(prefix="bench_command_"))
+    (work_dir / "prog.py").write_text(PROGRAM)
+    work = calibrate(args.epoch_ms)
+
+    if not args.only_cpu:
+        wall_pairs(work_dir, args, work)
+    cpu_report(work_dir, args)
+    if not args.only_cpu:
+        per_trial(work_dir, args, work)
     return 0
 
 

@@ -172,11 +172,17 @@ def test_killed_job_keeps_its_epochs_and_retry_resumes_without_duplicates(tmp_pa
     out, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 1, out + err
     assert "FAILED 1" in out
+    # the job's own end, not that of submitit's controller between the launcher and the job
+    killed = "killed by signal 9 (SIGKILL"
+    assert killed in out and "code 0" not in out
 
     (run_dir,) = run_dirs(sweep)
     epochs = pq.read_table(run_dir / "metrics.parquet").column("epoch").to_pylist()
     assert epochs == list(range(1, len(epochs) + 1)) and 4 <= len(epochs) < 25
-    assert "FAILED" in cli("status", "killme").stdout
+    status_out = cli("status", "killme").stdout
+    assert "FAILED" in status_out and killed in status_out
+    analyzed = cli("-p", str(sweep), command="analyze")
+    assert "FAILED" in analyzed.stdout and killed in analyzed.stdout  # the run dir still says RUNNING
 
     cli("retry", "killme")
     assert run_dirs(sweep) == [run_dir]  # resumed in the same run dir

@@ -94,6 +94,46 @@ def test_tiny_sweep_end_to_end(tmp_path, cli):
     assert "tiny/" in status and "COMPLETED 2" in status
 
 
+def test_status_best_progress_and_an_unreadable_heartbeat(tmp_path, cli):
+    """status's best is analyze's best config (a seed mean), progress shows the objective, and a broken
+    status.json is one warning line, not "COMPLETED 0/2" (status) or UNKNOWN (analyze)."""
+    write_spec(
+        tmp_path,
+        """
+        name: scripted
+        entrypoint: jobfns:scripted
+        base: {epochs: 2}
+        configs:
+          lucky: {losses: [[0.3, 0.2], [0.9, 0.8]]}   # the best single run (0.2), a mean of 0.5
+          steady: {losses: [[0.4, 0.35], [0.45, 0.4]]}  # the best config: a mean of 0.375
+        seeds: [0, 1]
+        objective: {metric: valid/loss}
+        launch: {parallelism: 2}
+    """,
+    )
+    launched = cli("launch", "spec.yaml", "--executor", "local").stdout  # not a terminal: log lines
+    assert "COMPLETED 4" in launched
+    assert "valid/loss 0.4000" in launched and "valid/acc" not in launched
+    overview = cli("status").stdout
+    assert "best config (seed mean)" in overview and "valid/loss 0.3750" in overview
+    assert "0.2000" not in overview
+    analyzed = cli("-p", "runs/scripted/latest", command="analyze").stdout
+    assert "Best config: steady" in analyzed and "0.3750" in analyzed
+
+    sweep = sweep_dir_of(tmp_path, "scripted")
+    broken = next(d for d in run_dirs(sweep) if "steady-s1" in (d / "config.json").read_text())
+    (broken / "status.json").write_text('{"state": "COMPL')
+    status = cli("status", "scripted")
+    warnings = [line for line in status.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"{broken.name}/status.json: not JSON" in warnings[0], status.stdout
+    assert "0/2" not in status.stdout and "COMPLETED 4" in status.stdout
+    analyzed = cli("-p", str(sweep), "--no-group", "--format", "json", command="analyze")
+    warnings = [line for line in analyzed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"{broken.name}/status.json: not JSON" in warnings[0]
+    runs = {r["trial_id"]: r for r in json.loads(analyzed.stdout)["runs"]}
+    assert runs["steady-s1"]["state"] == "COMPLETED"  # from the ledger's end of that attempt
+
+
 def pytest_approx(values):
     import pytest
 

@@ -131,7 +131,8 @@ class Group:
         return Counter(r.state for r in self.runs)
 
     def best_run(self, objective: Objective) -> RunSummary | None:
-        return best_run(self.runs, objective)
+        """The best of the runs in the mean (a seed left out is not its best seed)."""
+        return best_run(self.used or self.runs, objective)
 
 
 def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:

@@ -115,23 +115,29 @@ def _number(name: str, value: Any) -> float | None:
 
 
 class ScalarWriter:
-    """A TensorBoard event file of scalars, written with tensorboard's own EventFileWriter: the same events
-    torch's SummaryWriter writes for add_scalar, without importing torch (0.4 s instead of 3.4 s here,
-    which every command trial would pay at start-up)."""
+    """A TensorBoard event file of scalars, written with tensorboard's own EventFileWriter: the events torch's
+    SummaryWriter writes for add_scalar(..., new_style=True, double_precision=True), without importing torch
+    (0.4 s instead of 3.4 s here, which every command trial would pay at start-up). Values are float64
+    tensors of the `scalars` plugin, so TensorBoard shows what metrics.parquet holds: a `simple_value` is a
+    float32 and differed from the parquet value in the 8th digit for most series."""
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None, flush_secs: float = 30):
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.types_pb2 import DT_DOUBLE
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        self._event, self._summary = Event, Summary
+        self._event, self._summary, self._tensor, self._double = Event, Summary, TensorProto, DT_DOUBLE
+        self._metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="scalars"))
         self._writer = EventFileWriter(str(log_dir), max_queue_size=10, flush_secs=flush_secs)
         if purge_step is not None:  # as SummaryWriter(purge_step=...) does
             self._writer.add_event(Event(step=purge_step, file_version="brain.Event:2"))
             self._writer.add_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
 
     def add_scalar(self, tag: str, value: float, global_step: int) -> None:
-        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        tensor = self._tensor(dtype=self._double, double_val=[float(value)])
+        summary = self._summary(value=[self._summary.Value(tag=tag, tensor=tensor, metadata=self._metadata)])
         self._writer.add_event(self._event(summary=summary, step=global_step, wall_time=time.time()))
 
     def flush(self) -> None:

@@ -1,10 +1,12 @@
-"""Where a result came from: git commit, branch, dirty diff, command line, versions, host, packages."""
+"""Where a result came from: git commit, branch, dirty diff, command line, versions (sweeper's own commit
+too), host, packages."""
 
 from __future__ import annotations
 
 import getpass
 import importlib.metadata
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -12,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +108,39 @@ def packages() -> list[str]:
     return sorted(names.values(), key=str.lower)
 
 
+def sweeper_code() -> dict[str, Any]:
+    """sweeper's own code: its version, and the commit it was installed from (the user's repo is another
+    one, or none). An editable or local install names its source dir in `direct_url.json` (PEP 610): its
+    `git rev-parse HEAD` and whether tracked files differ; a VCS install records `vcs_info.commit_id`."""
+    code: dict[str, Any] = {"version": None, "source": None, "commit": None, "dirty": None}
+    # The installed one: a checkout's own `sweeper.egg-info` (found first when launched from the checkout)
+    # has no direct_url.json.
+    found = list(importlib.metadata.distributions(name="sweeper"))
+    dist = next((d for d in found if d.read_text("direct_url.json")), found[0] if found else None)
+    if dist is None:  # run from a checkout on sys.path, not installed
+        from sweeper import __version__
+
+        code.update(version=__version__, source=str(Path(__file__).resolve().parent.parent))
+    else:
+        code["version"] = dist.version
+        try:
+            direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        except ValueError:
+            direct = {}
+        url, vcs = direct.get("url") or "", direct.get("vcs_info") or {}
+        if vcs:
+            return {**code, "source": url, "commit": vcs.get("commit_id")}
+        if url.startswith("file://"):
+            code["source"] = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+    if code["source"] and Path(code["source"]).is_dir():
+        source = Path(code["source"])
+        commit = (_git(["rev-parse", "HEAD"], source) or "").strip() or None
+        if commit:
+            changes = _git(["status", "--porcelain", "--untracked-files=no"], source)
+            code.update(commit=commit, dirty=None if changes is None else bool(changes.strip()))
+    return code
+
+
 def collect(argv: list[str] | None = None, cwd: str | Path = ".") -> tuple[dict[str, Any], str]:
     git, diff = git_info(cwd)
     info = {
@@ -115,6 +152,7 @@ def collect(argv: list[str] | None = None, cwd: str | Path = ".") -> tuple[dict[
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         **torch_versions(),
+        "sweeper": sweeper_code(),
         "git": git,
         "packages": packages(),
     }

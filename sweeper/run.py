@@ -101,10 +101,20 @@ class Run:
         row = self.metrics.log(epoch, values)
         self._status["epoch"] = epoch
         self._status["last"] = {k: v for k, v in row.items() if k not in ("epoch",) and _json_number(v)}
+        self._note_best(epoch, row.get(self.objective.metric))
         self.set_state(TrialState.RUNNING)
         value = row.get(self.objective.metric)
         if self._pruner is not None and value is not None:
             self._prune = bool(self._pruner(epoch, value))
+
+    def _note_best(self, epoch: int, value: Any) -> None:
+        """Keep the run's best objective value so far in the heartbeat (`best`: value and epoch; ties go to
+        the earlier epoch), so `sweeper status` ranks configs by what analyze ranks them by."""
+        if not _json_number(value):
+            return
+        best = self._status.get("best")
+        if best is None or (value != best["value"] and self.objective.better(value, best["value"]) == value):
+            self._status["best"] = {"value": value, "epoch": epoch}
 
     def add_stop_hook(self, hook: Callable[[], None]) -> None:
         """Called when the job is about to be requeued (timeout, preemption), before it exits: e.g. to pass
@@ -179,6 +189,9 @@ class Run:
         if self.metrics.rows:  # `sweeper status` shows the latest metrics right after a requeue, too
             last_row = self.metrics.rows[-1]
             self._status["last"] = {k: v for k, v in last_row.items() if k != "epoch" and _json_number(v)}
+        self._status.pop("best", None)
+        for row in self.metrics.rows:
+            self._note_best(row["epoch"], row.get(self.objective.metric))
         self.set_state(TrialState.RUNNING)
         return payload["state"]
 

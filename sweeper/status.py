@@ -9,6 +9,7 @@ after sacct has forgotten it, and an accounted attempt is never asked about agai
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import Counter
@@ -19,7 +20,6 @@ from typing import Any
 
 from sweeper import backends
 from sweeper.backends import GONE, JobRecord, SchedulerView
-from sweeper.fsutil import read_json
 from sweeper.ledger import Ledger, TrialRecord, is_accounted
 from sweeper.process import alive_here
 from sweeper.run import STATUS_FILE
@@ -51,6 +51,8 @@ class TrialStatus:
     restarts: int = 0  # requeues of this attempt (timeout, preemption)
     exit_code: str | None = None
     note: str | None = None  # e.g. "requeued after preemption at epoch 7"
+    best: float | None = None  # the run's best objective value so far (its heartbeat's `best`)
+    problem: str | None = None  # why its heartbeat could not be read (one warning line)
 
     @property
     def finished(self) -> bool:
@@ -65,6 +67,7 @@ class Refresh:
     source: str  # "sacct", "squeue", "local", "unreachable", "none"
     warning: str | None = None
     degraded: bool = False  # the scheduler could not be asked properly (controller down): `status` exits 1
+    problems: list[str] = field(default_factory=list)  # one line per run file that could not be read
 
 
 # -- asking the scheduler -----------------------------------------------------------------------------------
@@ -145,7 +148,8 @@ def refresh(ledgers: list[Ledger]) -> Refresh:
     for ledger in ledgers:
         records = record_accounting(ledger, view)
         statuses[ledger.dir] = [trial_status(ledger, r, view.jobs) for r in records.values()]
-    return Refresh(statuses, view.source, view.warning, view.controller_down)
+    problems = [s.problem for found in statuses.values() for s in found if s.problem]
+    return Refresh(statuses, view.source, view.warning, view.controller_down, problems)
 
 
 def sweep_status(ledger: Ledger, scheduler: dict[str, Any] | None = None) -> list[TrialStatus]:
@@ -174,10 +178,12 @@ def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]
     heartbeat: dict = {}
     if attempt.get("run_dir"):
         status.run_dir = attempt["run_dir"]
-        heartbeat = read_json(ledger.dir / attempt["run_dir"] / STATUS_FILE, {}) or {}
+        heartbeat, status.problem = read_heartbeat(ledger.dir / attempt["run_dir"] / STATUS_FILE)
     status.epoch = int(heartbeat.get("epoch") or 0)
-    status.epochs = heartbeat.get("epochs") or trial.config.get("epochs")
+    # an unreadable heartbeat: the epoch reached is unknown (not "0 of N")
+    status.epochs = None if status.problem else heartbeat.get("epochs") or trial.config.get("epochs")
     status.last = heartbeat.get("last") or {}
+    status.best = (heartbeat.get("best") or {}).get("value")
     status.error = heartbeat.get("error") or attempt.get("error")
     status.node = attempt.get("node") or attempt.get("slurm_node")
     status.exit_code = attempt.get("exit_code")
@@ -192,6 +198,22 @@ def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]
     if status.state in FAILURES and not status.error and status.job_id:
         status.error = job_log_error(ledger.dir, str(status.job_id))
     return status
+
+
+def read_heartbeat(path: Path) -> tuple[dict, str | None]:
+    """A run dir's status.json, and a problem line where it exists but cannot be read (a missing one is
+    no problem: the job has not started yet)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}, None
+    except OSError as exc:
+        return {}, f"{path}: unreadable ({exc.strerror or exc})"
+    except ValueError as exc:
+        return {}, f"{path}: not JSON ({str(exc).splitlines()[0][:120]}); its epoch and metrics are unknown"
+    if not isinstance(data, dict):
+        return {}, f"{path}: not a JSON object; its epoch and metrics are unknown"
+    return data, None
 
 
 def launcher_alive(queued: dict) -> bool:

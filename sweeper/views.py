@@ -138,13 +138,15 @@ def sources_text(result: Refresh) -> list[Text]:
     parts = [Text(f"states from {SOURCES.get(result.source, result.source)}", style="dim")]
     if result.warning:
         parts.append(Text(f"warning: {result.warning}", style="yellow"))
+    parts += [Text(f"warning: {problem}", style="yellow") for problem in result.problems]
     return parts
 
 
 def sweeps_table(rows: Sequence[tuple[Ledger, OverviewRow]], result: Refresh) -> Renderables:
     """`sweeper status`: one row per sweep."""
     table = Table(title="sweeps", header_style="bold")
-    for column in ("sweep", "launched", "executor", "trials", "states", "best"):
+    # the best config's mean over its seeds of each run's best epoch: what analyze's "Best config" says
+    for column in ("sweep", "launched", "executor", "trials", "states", "best config (seed mean)"):
         table.add_column(column)
     warnings = [row.warning for _ledger, row in rows if row.warning]
     for ledger, row in rows:

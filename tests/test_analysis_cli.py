@@ -111,3 +111,47 @@ def test_user_errors_are_one_line(tmp_path, cli):
     empty.mkdir()
     result = cli(str(empty), command="analyze", check=False)
     assert result.returncode == 1 and "no runs under" in result.stderr
+
+
+def test_broken_run_dirs_are_one_warning_each_and_runs_without_config_are_not_ranked(tmp_path, cli):
+    sweep = grid_sweep(tmp_path / "runs" / "reg" / "20250101_000000", VALUES)
+    (sweep / "20250101_001000_j60").mkdir()  # a job killed before it wrote anything
+    corrupt = make_run(sweep / "20250101_001001_j61", valid_loss=[0.1], valid_acc=[0.99], name="corrupt")
+    (corrupt / "config.json").write_text('{"trial_id": "corr')
+    missing = make_run(sweep / "20250101_001002_j62", valid_loss=[0.1], valid_acc=[0.98], name="missing")
+    (missing / "config.json").unlink()
+    status = make_run(sweep / "20250101_001003_j63", valid_loss=[0.5], valid_acc=[0.5], name="status")
+    (status / "status.json").write_text("")
+
+    result = cli("-p", str(tmp_path / "runs"), "--top", "0", command="analyze")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 4, result.stderr
+    assert any("20250101_001000_j60: empty run dir" in w for w in warnings)
+    assert any("20250101_001001_j61/config.json: not JSON" in w for w in warnings)
+    assert any("20250101_001002_j62/config.json: missing" in w for w in warnings)
+    assert any("20250101_001003_j63/status.json: empty file" in w for w in warnings)
+    # the runs without a config (0.99 and 0.98, better than any config) are named, not ranked
+    assert "Best config: wd=0.1,drop=0.1" in result.stdout
+    assert "3 run dir(s) without a readable config.json not ranked" in result.stdout
+    assert "20250101_001001_j61" in result.stdout and "99.0%" not in result.stdout
+
+
+def test_n_and_over_n_seeds_count_the_seeds_whose_numbers_are_used(tmp_path, cli):
+    values = {(0.0, 0.0): [0.80, 0.82], (0.1, 0.1): [0.95, 0.0]}
+    sweep = grid_sweep(tmp_path / "s", values)
+    truncated = next(
+        p
+        for p in sweep.iterdir()
+        if '"wd=0.1,drop=0.1"' in (p / "config.json").read_text()
+        and '"seed": 1' in (p / "config.json").read_text()
+    )
+    (truncated / "metrics.parquet").write_bytes(b"")  # a seed that gave no numbers
+    result = cli("-p", str(sweep), command="analyze")
+    assert "over 1 seed;" in result.stdout and "over 2 seeds" not in result.stdout
+    assert (
+        f"wd=0.1,drop=0.1: mean over 1 of 2 seeds; left out: seed 1 (COMPLETED, no valid/acc value; {truncated.name})"
+        in result.stdout
+    )
+    document = strict_json(cli("-p", str(sweep), "--format", "json", command="analyze").stdout)
+    counts = {row["name"]: (row["n"], row["left_out"]) for row in document["rows"]}
+    assert counts == {"wd=0.1,drop=0.1": (1, [str(truncated)]), "wd=0.0,drop=0.0": (2, [])}

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO, start_cli, tiny_spec, wait_for, write_spec
+from tests.test_metrics import tensorboard_scalars
 
 RUN_DIR_NAME = re.compile(r"^\d{8}_\d{6}_j\d+$")
 
@@ -71,14 +72,9 @@ def test_tiny_sweep_end_to_end(tmp_path, cli):
         assert (run_dir / "last.pt").stat().st_size > 0
         assert (run_dir / "job.log").is_file()
         assert json.loads((run_dir / "status.json").read_text())["state"] == "COMPLETED"
-        # TensorBoard reads the same values
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-        events = EventAccumulator(str(run_dir))
-        events.Reload()
-        assert "valid/acc" in events.Tags()["scalars"]
-        values = [e.value for e in events.Scalars("valid/acc")]
-        assert values == pytest_approx(table.column("valid/acc").to_pylist())
+        # TensorBoard reads the same values, exactly
+        values = [value for _, value in tensorboard_scalars(run_dir)["valid/acc"]]
+        assert values == table.column("valid/acc").to_pylist()
     assert seen == {"a-s0", "b-s0"}
 
     table = cli("--checkpoints-path", str(sweep), command="analyze").stdout
@@ -94,10 +90,44 @@ def test_tiny_sweep_end_to_end(tmp_path, cli):
     assert "tiny/" in status and "COMPLETED 2" in status
 
 
-def pytest_approx(values):
-    import pytest
+def test_status_best_progress_and_an_unreadable_heartbeat(tmp_path, cli):
+    """status's best is analyze's best config (a seed mean), progress shows the objective, and a broken
+    status.json is one warning line, not "COMPLETED 0/2" (status) or UNKNOWN (analyze)."""
+    write_spec(
+        tmp_path,
+        """
+        name: scripted
+        entrypoint: jobfns:scripted
+        base: {epochs: 2}
+        configs:
+          lucky: {losses: [[0.3, 0.2], [0.9, 0.8]]}   # the best single run (0.2), a mean of 0.5
+          steady: {losses: [[0.4, 0.35], [0.45, 0.4]]}  # the best config: a mean of 0.375
+        seeds: [0, 1]
+        objective: {metric: valid/loss}
+        launch: {parallelism: 2}
+    """,
+    )
+    launched = cli("launch", "spec.yaml", "--executor", "local").stdout  # not a terminal: log lines
+    assert "COMPLETED 4" in launched
+    assert "valid/loss 0.4000" in launched and "valid/acc" not in launched
+    overview = cli("status").stdout
+    assert "best config (seed mean)" in overview and "valid/loss 0.3750" in overview
+    assert "0.2000" not in overview
+    analyzed = cli("-p", "runs/scripted/latest", command="analyze").stdout
+    assert "Best config: steady" in analyzed and "0.3750" in analyzed
 
-    return pytest.approx(values, rel=1e-6)
+    sweep = sweep_dir_of(tmp_path, "scripted")
+    broken = next(d for d in run_dirs(sweep) if "steady-s1" in (d / "config.json").read_text())
+    (broken / "status.json").write_text('{"state": "COMPL')
+    status = cli("status", "scripted")
+    warnings = [line for line in status.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"{broken.name}/status.json: not JSON" in warnings[0], status.stdout
+    assert "0/2" not in status.stdout and "COMPLETED 4" in status.stdout
+    analyzed = cli("-p", str(sweep), "--no-group", "--format", "json", command="analyze")
+    warnings = [line for line in analyzed.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"{broken.name}/status.json: not JSON" in warnings[0]
+    runs = {r["trial_id"]: r for r in json.loads(analyzed.stdout)["runs"]}
+    assert runs["steady-s1"]["state"] == "COMPLETED"  # from the ledger's end of that attempt
 
 
 def test_dry_run_submits_nothing(tmp_path, cli):
@@ -172,11 +202,17 @@ def test_killed_job_keeps_its_epochs_and_retry_resumes_without_duplicates(tmp_pa
     out, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 1, out + err
     assert "FAILED 1" in out
+    # the job's own end, not that of submitit's controller between the launcher and the job
+    killed = "killed by signal 9 (SIGKILL"
+    assert killed in out and "code 0" not in out
 
     (run_dir,) = run_dirs(sweep)
     epochs = pq.read_table(run_dir / "metrics.parquet").column("epoch").to_pylist()
     assert epochs == list(range(1, len(epochs) + 1)) and 4 <= len(epochs) < 25
-    assert "FAILED" in cli("status", "killme").stdout
+    status_out = cli("status", "killme").stdout
+    assert "FAILED" in status_out and killed in status_out
+    analyzed = cli("-p", str(sweep), command="analyze")
+    assert "FAILED" in analyzed.stdout and killed in analyzed.stdout  # the run dir still says RUNNING
 
     cli("retry", "killme")
     assert run_dirs(sweep) == [run_dir]  # resumed in the same run dir

@@ -52,6 +52,33 @@ def test_schema_and_roundtrip(tmp_path):
     assert table.schema.metadata[b"sweeper.schema"] == b"1"
 
 
+def tensorboard_scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series of the event files in log_dir, as TensorBoard's own server loads them."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return {
+        tag: [(e.step, tensor_util.make_ndarray(e.tensor_proto).item()) for e in events.Tensors(tag)]
+        for tag in events.Tags()["tensors"]
+    }
+
+
+def test_tensorboard_mirror_holds_the_parquet_doubles_exactly(tmp_path):
+    values = [0.1, 1 / 3, 0.7123456789012345, 2.0 / 7.0]  # none of them is a float32
+    writer = MetricsWriter(tmp_path)
+    for epoch, value in enumerate(values, start=1):
+        writer.log(epoch, {"valid/loss": value, "lr": value / 10})
+    writer.close()
+    parquet = pq.read_table(tmp_path / "metrics.parquet")
+    scalars = tensorboard_scalars(tmp_path)
+    for tag in ("valid/loss", "lr"):
+        epochs, column = parquet.column("epoch").to_pylist(), parquet.column(tag).to_pylist()
+        assert scalars[tag] == list(zip(epochs, column, strict=True))
+    assert scalars["valid/loss"][1][1] == 1 / 3  # bit for bit, not 0.3333333432674408 (float32)
+
+
 def test_epochs_must_increase(tmp_path):
     writer = MetricsWriter(tmp_path, tensorboard=False)
     writer.log(1, {"train/loss": 1.0})

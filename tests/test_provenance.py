@@ -9,9 +9,10 @@ import sys
 import pytest
 import torch
 
+from sweeper import __version__
 from sweeper.errors import SweeperError
 from sweeper.run import Run
-from tests.conftest import tiny_spec
+from tests.conftest import REPO, tiny_spec
 
 
 def git(tmp_path, *args):
@@ -55,6 +56,25 @@ def test_sweep_records_where_it_came_from_and_analyze_shows_it(tmp_path, cli):
         "--checkpoints-path", str(sweep), "--provenance", "--format", "markdown", command="analyze"
     ).stdout
     assert f"| git commit | {head} |" in markdown
+
+
+def test_sweeper_records_its_own_version_and_commit_outside_a_git_repo(tmp_path, cli):
+    tiny_spec(tmp_path, "configs: {a: {}}\n")  # tmp_path is no git repository
+    cli("launch", "spec.yaml", "--executor", "local", "--set", "epochs=1")
+    sweep = (tmp_path / "runs/tiny/latest").resolve()
+    provenance = json.loads((sweep / "provenance.json").read_text())
+    assert provenance["git"] is None  # the user's repo: none
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    changes = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+    )
+    code = provenance["sweeper"]  # this checkout, installed editable by `make setup`
+    assert code["version"] == __version__ and code["source"] == str(REPO)
+    assert code["commit"] == head.stdout.strip() and code["dirty"] == bool(changes.stdout.strip())
+    (record,) = json.loads(
+        cli("--checkpoints-path", str(sweep), "--provenance", "--format", "json", command="analyze").stdout
+    )
+    assert record["sweeper commit"] == code["commit"] and record["sweeper"] == __version__
 
 
 def test_provenance_of_a_path_without_sweeps_is_a_clear_error(tmp_path, cli):

@@ -4,7 +4,8 @@
   number gets its mean, sample standard deviation (n-1; none for a single value) and the count of runs
   that have it. Booleans (still improving, diverged) average to the fraction of runs. As for effects, a
   group's numbers come from its finished runs when it has any: a seed that crashed at epoch 2 would drag
-  the mean down (the status column still counts every run).
+  the mean down (the status column still counts every run). A group's `used` runs are those whose
+  objective value is in its mean: what `n` and "over N seeds" count; the others are named in a note.
 - Effects: for each swept parameter, the objective averaged over the runs at each of its values (so over
   seeds and over the other parameters), and pivots of two parameters. Only finished runs count (running
   or failed runs would drag a value down), unless no run has finished yet.
@@ -92,10 +93,17 @@ class Group:
     runs: list[RunSummary]
     stats: GroupStats | None = field(default=None, repr=False)
     index: int = 0
+    used: list[RunSummary] = field(default_factory=list)  # the runs whose objective value is in the mean
 
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def left_out(self) -> list[RunSummary]:
+        """Runs of the group whose numbers are not in its mean (no objective value, or not finished)."""
+        used = {id(r) for r in self.used}
+        return [r for r in self.runs if id(r) not in used]
 
     @property
     def first(self) -> RunSummary:
@@ -123,13 +131,17 @@ class Group:
         return Counter(r.state for r in self.runs)
 
     def best_run(self, objective: Objective) -> RunSummary | None:
-        return best_run(self.runs, objective)
+        """The best of the runs in the mean (a seed left out is not its best seed)."""
+        return best_run(self.used or self.runs, objective)
 
 
 def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:
     """Seed groups (same trial name in the same sweep dir), in order of first appearance."""
     if not by_seed:
-        return [Group(r.name, r.sweep, r.params, [r], None, i) for i, r in enumerate(runs)]
+        return [
+            Group(r.name, r.sweep, r.params, [r], None, i, [r] if r.objective is not None else [])
+            for i, r in enumerate(runs)
+        ]
     index: dict[tuple[str, str], int] = {}
     members: list[list[RunSummary]] = []
     group_of_run = np.empty(len(runs), dtype=np.int64)
@@ -141,13 +153,16 @@ def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:
         group_of_run[i] = index[key]
         members[index[key]].append(run)
     stats = None
+    used: list[list[RunSummary]] = [[] for _ in members]
     if runs:
         matrix = numbers_matrix(runs)
         finished = np.fromiter((r.has_result for r in runs), dtype=bool, count=len(runs))
         group_has_finished = np.bincount(group_of_run, weights=finished, minlength=len(members)) > 0
         matrix[~finished & group_has_finished[group_of_run]] = np.nan
         stats = GroupStats.compute(matrix, group_of_run, len(members))
-    return [Group(m[0].name, m[0].sweep, m[0].params, m, stats, i) for i, m in enumerate(members)]
+        for i in np.flatnonzero(~np.isnan(matrix[:, FIELD_INDEX["objective"]])):
+            used[group_of_run[i]].append(runs[i])
+    return [Group(m[0].name, m[0].sweep, m[0].params, m, stats, i, used[i]) for i, m in enumerate(members)]
 
 
 def best_run(runs: Sequence[RunSummary], objective: Objective) -> RunSummary | None:

@@ -27,7 +27,8 @@ def group_record(group: Group, split: str) -> dict[str, Any]:
         "name": group.name,
         "sweep": group.sweep,
         "params": dict(group.params),
-        "n": group.n,
+        "n": len(group.used),  # runs whose numbers are in the means
+        "left_out": [r.run_dir for r in group.left_out],
         "seeds": group.seeds,
         "states": dict(group.states),
         "run_dirs": [r.run_dir for r in group.runs],

@@ -75,6 +75,7 @@ def describe(sweep_dir: Path) -> SweepProvenance:
     info = read_json(sweep_dir / "provenance.json", {}) or {}
     meta = read_json(sweep_dir / META_FILE, {}) or {}
     git = info.get("git") or {}
+    code = info.get("sweeper") or {}
     diff = sweep_dir / "git.diff"
     facts = {
         "launched": info.get("created_at"),
@@ -86,6 +87,9 @@ def describe(sweep_dir: Path) -> SweepProvenance:
         "git branch": git.get("branch"),
         "dirty": git.get("dirty"),
         "changed files": ", ".join(git.get("changed_files") or []) or None,
+        "sweeper": code.get("version"),
+        "sweeper commit": code.get("commit"),
+        "sweeper dirty": code.get("dirty"),
         "python": info.get("python"),
         "torch": info.get("torch"),
         "cuda": info.get("cuda"),

@@ -142,7 +142,7 @@ def report_columns(report: Report, every_std: bool = True) -> list[Column]:
             Column(names[key], lambda g, k=key: format_value(g.params[k]) if k in g.params else "-", False)
         )
     if report.grouped:
-        columns.append(Column("n", lambda g: str(g.n)))
+        columns.append(Column("n", lambda g: str(len(g.used))))  # seeds in the mean (notes name the rest)
     elif len({r.seed for r in runs}) > 1:
         columns.append(Column("seed", lambda g: "-" if g.first.seed is None else str(g.first.seed)))
     if metric not in (f"{split}/acc", f"{split}/loss"):
@@ -232,8 +232,9 @@ def best_line(report: Report) -> str | None:
     label = metric_label(metric)
     at = f"at epoch {run.objective_epoch}, run dir {run.run_dir}"
     if report.grouped and group.n > 1:
+        seeds = f"{len(group.used)} seed" + ("s" if len(group.used) != 1 else "")
         return (
-            f"{head} - {label} {value_text(group.stat('objective'), fmt)} over {group.n} seeds; "
+            f"{head} - {label} {value_text(group.stat('objective'), fmt)} over {seeds}; "
             f"best seed {run.seed}: {value_text(Stat(run.objective, None, 1), fmt)} {at}"
         )
     return f"{head} - {label} {value_text(Stat(run.objective, None, 1), fmt)} {at}"

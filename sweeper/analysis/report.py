@@ -11,6 +11,7 @@ from sweeper.analysis.aggregate import Comparison, Effects, Group
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
+from sweeper.states import FAILURES
 
 
 @dataclass
@@ -80,6 +81,8 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
 
     current = [r for r in analysis.runs if not r.superseded]
     superseded = len(analysis.runs) - len(current)
+    unknown = [r for r in current if not r.has_config]  # no params: not a config to rank
+    current = [r for r in current if r.has_config]
     runs = query.apply_filters(current, options.filters, options.split, swept)
     sort_key = query.parse_sort(options.sort, options.split, analysis.objective.maximize, swept)
     groups = aggregate.group_runs(runs, by_seed=True)
@@ -112,6 +115,12 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         )
     if len(runs) < len(current):
         notes.append(f"{len(current) - len(runs)} of {len(current)} runs left out by --filter")
+    if unknown:
+        names = ", ".join(os.path.basename(r.run_dir) for r in unknown[:NAMED])
+        more = f" and {len(unknown) - NAMED} more" if len(unknown) > NAMED else ""
+        notes.append(f"{len(unknown)} run dir(s) without a readable config.json not ranked: {names}{more}")
+    notes += left_out_notes(groups if grouped else [], analysis.objective.metric)
+    notes += failure_notes(runs)
     return Report(
         analysis=analysis,
         runs=runs,
@@ -125,6 +134,37 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         filtered_out=len(current) - len(runs),
         notes=notes,
     )
+
+
+NAMED = 10  # run dirs named in one note
+
+
+def left_out_notes(groups: Sequence[Group], metric: str) -> list[str]:
+    """Per seed group with runs whose numbers are not in its mean: which, and why."""
+    notes = []
+    for group in groups:
+        missing = group.left_out
+        if not missing or len(missing) == group.n:
+            continue
+        why = [
+            f"seed {r.seed} ({r.state}, "
+            + (f"no {metric} value" if r.objective is None else "not finished")
+            + f"; {os.path.basename(r.run_dir)})"
+            for r in missing[:NAMED]
+        ]
+        notes.append(
+            f"{group.name}: mean over {len(group.used)} of {group.n} seeds; left out: {', '.join(why)}"
+        )
+    return notes
+
+
+def failure_notes(runs: Sequence[RunSummary]) -> list[str]:
+    """How the runs that failed ended (their error line), named by run dir."""
+    failed = [r for r in runs if r.state in FAILURES and r.error]
+    notes = [f"{r.state} {os.path.basename(r.run_dir)} ({r.trial_id}): {r.error}" for r in failed[:NAMED]]
+    if len(failed) > NAMED:
+        notes.append(f"... and {len(failed) - NAMED} more failed runs (--format json lists every error)")
+    return notes
 
 
 def sort_rows(rows: list[Group], key: query.SortKey, split: str, swept: Sequence[str]) -> list[Group]:

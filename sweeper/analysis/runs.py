@@ -1,9 +1,11 @@
 """Finding run dirs and reading them, batched: one summary per run, from the cache where it is still valid.
 
-A run dir is a directory holding metrics.parquet or config.json (layout: docs/metrics.md). Parquet files are
-read a batch of runs at a time (by forked processes past 2,000 runs), into flat columns that `summarize` reduces with
-numpy: no Python loop ever walks the rows. A file that cannot be read costs one problem line, not the
-analysis.
+A run dir is a directory holding metrics.parquet, config.json or status.json, or named like one
+(`<YYYYMMDD_HHMMSS>_j<job id>`, even empty; layout: docs/metrics.md). Parquet files are read a batch of runs
+at a time (by forked processes past 2,000 runs), into flat columns that `summarize` reduces with numpy: no
+Python loop ever walks the rows. A file that cannot be read (or a missing config.json) costs one problem
+line, not the analysis. Where a run dir's status.json has not seen the end (a job killed by SIGKILL, an
+unreadable file), the state and error come from the sweep's ledger (attempts.jsonl).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -31,11 +34,12 @@ from sweeper.fsutil import read_json
 from sweeper.metrics import METRICS_FILE
 from sweeper.objective import Objective
 from sweeper.run import CONFIG_FILE, STATUS_FILE
-from sweeper.states import NOT_A_RESULT
+from sweeper.states import FINISHED, NOT_A_RESULT
 
 SWEEP_FILE = "sweep.json"
 RUN_FILES = (METRICS_FILE, CONFIG_FILE, STATUS_FILE)
 BATCH_RUNS = 256  # runs read and reduced together by one worker
+RUN_DIR_NAME = re.compile(r"\d{8}_\d{6}_j")  # what job.py and worker.py name a run dir (stamp, job id)
 
 
 @dataclass(slots=True)
@@ -77,6 +81,7 @@ class RunSummary:
     nonfinite_epoch: int | None = None
     diverged: bool | None = None
     sweep_dir: str = field(default="", repr=False)  # the dir holding the run dir
+    has_config: bool = True  # config.json was read: the run's config and params are known
     _config: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -141,9 +146,14 @@ def _stat_key(path: str) -> tuple[int, ...]:
 
 
 def _run_files(directory: str) -> RunFiles | None:
-    """The run dir at directory, or None where it is not one (it holds neither metrics.parquet nor config.json)."""
+    """The run dir at directory, or None where it is not one (none of the run files, and not named as one)."""
     metrics, config, status = (_stat_key(f"{directory}/{name}") for name in RUN_FILES)
-    if metrics[0] < 0 and config[0] < 0:
+    if (
+        metrics[0] < 0
+        and config[0] < 0
+        and status[0] < 0
+        and not RUN_DIR_NAME.match(os.path.basename(directory))
+    ):
         return None
     return RunFiles(directory, metrics + config + status)
 
@@ -192,19 +202,38 @@ def _read_bytes(path: str, size_hint: int) -> bytes:
         os.close(fd)
 
 
-def _read_json(path: str, size_hint: int) -> dict:
+def _read_json(path: str, size_hint: int, problems: list[str]) -> dict | None:
+    """The JSON object in the file, or None with a problem line where it cannot be read."""
     try:
         data = json.loads(_read_bytes(path, size_hint))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        problems.append(f"{path}: unreadable ({exc.strerror or exc})")
+        return None
+    except ValueError as exc:
+        reason = "empty file (0 bytes)" if size_hint == 0 else f"not JSON ({str(exc).splitlines()[0][:120]})"
+        problems.append(f"{path}: {reason}")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: not a JSON object")
+        return None
+    return data
 
 
-def _meta(run: RunFiles) -> dict[str, Any]:
-    config = _read_json(f"{run.path}/{CONFIG_FILE}", run.size(1)) if run.size(1) >= 0 else {}
-    status = _read_json(f"{run.path}/{STATUS_FILE}", run.size(2)) if run.size(2) >= 0 else {}
+def _meta(run: RunFiles, problems: list[str]) -> dict[str, Any]:
+    """Who the run is (config.json) and how it stands (status.json); a problem line per unreadable file."""
+    if run.size(0) < 0 and run.size(1) < 0 and run.size(2) < 0:
+        problems.append(f"{run.path}: empty run dir (no {CONFIG_FILE}, {STATUS_FILE} or {METRICS_FILE})")
+        config = None
+    elif run.size(1) < 0:
+        problems.append(f"{run.path}/{CONFIG_FILE}: missing (the run's config and params are unknown)")
+        config = None
+    else:
+        config = _read_json(f"{run.path}/{CONFIG_FILE}", run.size(1), problems)
+    status = _read_json(f"{run.path}/{STATUS_FILE}", run.size(2), problems) if run.size(2) >= 0 else {}
+    has_config, config, status = config is not None, config or {}, status or {}
     planned = (config.get("config") or {}).get("epochs") or status.get("epochs")
     return {
+        "has_config": has_config,
         "sweep": config.get("sweep", ""),
         "trial_id": config.get("trial_id", run.name),
         "name": config.get("name", run.name),
@@ -268,12 +297,13 @@ def _combine(tables: list[pa.Table], owners: list[int], problems: list[str | Non
 
 
 def _read_batch(runs: list[RunFiles], split: str, objective: Objective) -> list[list[Any]]:
-    """A record per run: [meta, numbers (FIELDS order), metric columns, problem or None]."""
+    """A record per run: [meta, numbers (FIELDS order), metric columns, problem lines]."""
     wanted = summary_numbers.columns_needed(split, objective)
-    metas = [_meta(run) for run in runs]
+    file_problems: list[list[str]] = [[] for _ in runs]
+    metas = [_meta(run, file_problems[i]) for i, run in enumerate(runs)]
     paths = [f"{run.path}/{METRICS_FILE}" for run in runs]
     columns_of: list[list[str]] = [[] for _ in runs]
-    problems: list[str | None] = [None] * len(runs)
+    problems: list[str | None] = [None] * len(runs)  # the metrics file's
     tables, owners, rows_of = [], [], {}
     for index, run in enumerate(runs):
         if run.size(0) < 0:
@@ -303,7 +333,10 @@ def _read_batch(runs: list[RunFiles], split: str, objective: Objective) -> list[
         numbers[owners] = np.column_stack([summary[name] for name in FIELDS])
 
     rows = numbers.tolist()
-    return [[metas[i], rows[i], columns_of[i], problems[i]] for i in range(len(runs))]
+    for i, problem in enumerate(problems):
+        if problem:
+            file_problems[i].append(problem)
+    return [[metas[i], rows[i], columns_of[i], file_problems[i]] for i in range(len(runs))]
 
 
 def _order_epochs(
@@ -386,7 +419,8 @@ EPOCH_INDEXES = [FIELDS.index(name) for name in EPOCH_FIELDS]
 BOOLEAN_INDEXES = [FIELDS.index(name) for name in BOOLEAN_FIELDS]
 
 
-def _to_summary(run: RunFiles, record: list[Any]) -> RunSummary:
+def _to_summary(run: RunFiles, record: list[Any], ends: dict[str, tuple[str, str | None]]) -> RunSummary:
+    """The run's summary; `ends`: how the sweep's ledger says attempts ended, by run dir name."""
     meta, numbers, columns, _ = record
     values = [None if value != value else value for value in numbers]  # NaN: missing
     for i in EPOCH_INDEXES:
@@ -397,6 +431,9 @@ def _to_summary(run: RunFiles, record: list[Any]) -> RunSummary:
             values[i] = bool(values[i])
     values[0] = values[0] or 0  # epochs_run
     m = meta
+    state, error = m["state"], m["error"]
+    if state not in FINISHED and run.name in ends:  # the heartbeat never saw the end (kill -9, unreadable)
+        state, error = ends[run.name][0], error or ends[run.name][1]
     return RunSummary(
         run.path,
         m["sweep"],
@@ -404,8 +441,8 @@ def _to_summary(run: RunFiles, record: list[Any]) -> RunSummary:
         m["name"],
         m["params"],
         m["seed"],
-        m["state"],
-        m["error"],
+        state,
+        error,
         m["epochs_planned"],
         m["optuna_trial"],
         m["optuna_state"],
@@ -413,6 +450,7 @@ def _to_summary(run: RunFiles, record: list[Any]) -> RunSummary:
         False,
         *values,
         sweep_dir=run.parent,
+        has_config=m.get("has_config", True),
     )
 
 
@@ -471,8 +509,9 @@ def analyze(
                     entries[name] = entry
             cache.save(parent, entries)
 
-    runs = [_to_summary(run, records[run.path]) for run in found]
-    problems = [records[run.path][3] for run in found if records[run.path][3]]
+    ends = {parent: _ledger_ends(parent, by_parent[parent], records) for parent in parents}
+    runs = [_to_summary(run, records[run.path], ends[run.parent]) for run in found]
+    problems = [problem for run in found for problem in records[run.path][3]]
     _mark_superseded(runs)
     return Analysis(
         runs=runs,
@@ -484,6 +523,36 @@ def analyze(
         cache_hits=hits,
         cache_misses=len(missing),
     )
+
+
+def _ledger_ends(
+    parent: str, here: list[RunFiles], records: dict[str, list[Any]]
+) -> dict[str, tuple[str, str | None]]:
+    """(state, error) of each run dir whose last attempt the sweep's ledger knows ended, read only where a
+    run's status.json has not seen its end (the ledger is not part of the cache key: it is read every time)."""
+    if all(records[run.path][0]["state"] in FINISHED for run in here):
+        return {}
+    from sweeper.ledger import ATTEMPTS_FILE, Ledger, is_accounted
+
+    if not os.path.exists(os.path.join(parent, ATTEMPTS_FILE)):
+        return {}
+
+    try:
+        trial_records = Ledger(parent).records()
+    except (SweeperError, OSError, ValueError):
+        return {}
+    ends: dict[str, tuple[str, str | None]] = {}
+    for record in trial_records.values():
+        for attempt in record.attempts:  # in order: a run dir's last attempt wins
+            if not attempt.get("run_dir"):
+                continue
+            if "ended_at" in attempt:
+                ends[attempt["run_dir"]] = (attempt.get("state"), attempt.get("error"))
+            elif is_accounted(attempt):
+                ends[attempt["run_dir"]] = (attempt.get("slurm_state"), None)
+            else:  # started again: it runs (or its end is still unknown)
+                ends.pop(attempt["run_dir"], None)
+    return {name: end for name, end in ends.items() if end[0]}
 
 
 def _mark_superseded(runs: list[RunSummary]) -> None:

@@ -5,8 +5,10 @@ a job per free slot, notices jobs that die without reporting, and cancels with S
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -47,6 +49,20 @@ class LocalBackend(Backend):
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         ledger.append(*[{"event": "queued", "trial_id": t.trial_id, **me} for t in trials])
         self._queue, self._job = list(trials), job
+
+    def make_executor(self, spec: SweepSpec, res: Resources, ledger: Ledger) -> submitit.Executor:
+        """submitit's local executor, with each job run under sweeper.job_parent (which records the job's
+        own exit status: submitit's controller forgets it)."""
+        import submitit
+
+        from sweeper.job import SUBMITIT_FOLDER
+
+        python = f"{shlex.quote(sys.executable)} -m sweeper.job_parent {shlex.quote(sys.executable)}"
+        executor = submitit.AutoExecutor(
+            folder=ledger.dir / SUBMITIT_FOLDER, cluster=self.name, local_python=python
+        )
+        executor.update_parameters(**res.executor_params)
+        return executor
 
     def drive(self, spec: SweepSpec, res: Resources, ledger: Ledger, on_running: OnRunning | None) -> None:
         executor = self.make_executor(spec, res, ledger)
@@ -104,12 +120,17 @@ class LocalBackend(Backend):
 
 def _record_unreported_end(ledger: Ledger, trial: Trial, job: submitit.Job) -> None:
     """A local job that died without writing its end (kill -9, OOM killer, a crash before the trial started)
-    is recorded as FAILED here, with the error from submitit's result file when there is one."""
+    is recorded as FAILED here: with the error from submitit's result file when there is one, else with
+    how the job's own process ended (job_parent's record)."""
+    from sweeper.job import SUBMITIT_FOLDER
+    from sweeper.job_parent import describe_end
+
     record = ledger.records().get(trial.trial_id)
     attempt = record.latest if record else None
     if attempt and attempt.get("job_id") == str(job.job_id) and attempt.get("last_event") != "ended":
-        code = getattr(getattr(job, "_process", None), "returncode", None)
-        error = submitit_error(job) or f"the job process exited (code {code}) without reporting an end"
+        end = describe_end(ledger.dir / SUBMITIT_FOLDER, str(job.job_id))
+        error, code = end or ("the job ended without reporting an end, and how is unknown", None)
+        error = submitit_error(job) or error
         ledger.append(ended_event(trial.trial_id, str(job.job_id), TrialState.FAILED, error, exit_code=code))
 
 

@@ -22,7 +22,7 @@ from sweeper.kinds.base import (
 )
 from sweeper.objective import Objective
 from sweeper.space import count_trials, expand
-from sweeper.states import FAILURES, TrialState
+from sweeper.states import FAILURES, FINISHED, NOT_A_RESULT, TrialState
 
 if TYPE_CHECKING:
     from sweeper.backends import Resources
@@ -75,8 +75,7 @@ class GridSweep(SweepKind):
 
     def overview(self, ledger: Ledger, statuses: list[TrialStatus]) -> OverviewRow:
         objective = Objective.of(ledger.meta.get("objective"))
-        values = [s.last[objective.metric] for s in statuses if s.last.get(objective.metric) is not None]
-        best = (max if objective.maximize else min)(values) if values else None
+        best = best_config_mean(statuses, objective)
         return OverviewRow(str(len(statuses)), Counter(s.state for s in statuses), best)
 
     def outcome(self, ledger: Ledger, statuses: list[TrialStatus], trials: list[Trial] | None) -> Outcome:
@@ -85,6 +84,21 @@ class GridSweep(SweepKind):
             statuses = [s for s in statuses if s.trial_id in wanted]
         failures = [(s.trial_id, s.error) for s in statuses if s.state in FAILURES]
         return Outcome([Counts(Counter(s.state for s in statuses))], failures, [analyze_hint(ledger)])
+
+
+def best_config_mean(statuses: Sequence[TrialStatus], objective: Objective) -> float | None:
+    """The best config's mean over its seeds of each run's best objective value: the number analyze's "Best
+    config" shows, counted as analysis/aggregate.py counts it (a config's finished runs when it has any)."""
+    by_name: dict[str, list[TrialStatus]] = {}
+    for s in statuses:
+        by_name.setdefault(s.name, []).append(s)
+    means = []
+    for runs in by_name.values():
+        counted = [s for s in runs if s.state not in NOT_A_RESULT and s.state in FINISHED] or runs
+        values = [s.best for s in counted if s.best is not None]
+        if values:
+            means.append(sum(values) / len(values))
+    return (max if objective.maximize else min)(means) if means else None
 
 
 def _command_lines(spec: SweepSpec, trials: list[Trial], shown: int = 3) -> list[str]:
@@ -124,7 +138,7 @@ class GridTracker(Tracker):
                 epoch = (
                     (f" epoch {s.epoch}/{s.epochs}" if s.epochs else f" epoch {s.epoch}") if s.epoch else ""
                 )
-                value = s.last.get("valid/acc")
-                shown = f" valid/acc {metric_value('valid/acc', value)}" if value is not None else ""
+                value = s.last.get(self.metric)  # the objective, whatever it is
+                shown = f" {self.metric} {metric_value(self.metric, value)}" if value is not None else ""
                 lines.append(f"  {s.trial_id}: {s.state}{epoch}{shown}")
         return Snapshot(done, None, lines)

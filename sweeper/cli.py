@@ -73,9 +73,9 @@ def complete_sweeps(ctx: click.Context, param: click.Parameter, incomplete: str)
 
 
 def complete_paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
-    """A sweep name, or a directory (analyze reads any tree of runs)."""
-    dirs = CompletionItem(incomplete, type="dir")
-    return [*complete_sweeps(ctx, param, incomplete), dirs]
+    """A sweep name, or a directory (analyze reads any tree of runs). The directory item comes first: bash's
+    completion script empties what came before it."""
+    return [CompletionItem(incomplete, type="dir"), *complete_sweeps(ctx, param, incomplete)]
 
 
 def complete_trials(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:

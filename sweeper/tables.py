@@ -106,10 +106,7 @@ def choose(columns: Sequence[TableColumn], rows: Sequence[Sequence[Cell]], room:
     table is wider than the room."""
     if room.columns is not None:
         return _named(columns, room.columns)
-    widths = [_width(c.header) for c in columns]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], _width(_plain(cell)))
+    widths = _widths(columns, rows)
     kept = list(range(len(columns)))
     order = sorted(
         (i for i, c in enumerate(columns) if c.priority < KEEP), key=lambda i: (columns[i].priority, -i)
@@ -121,12 +118,16 @@ def choose(columns: Sequence[TableColumn], rows: Sequence[Sequence[Cell]], room:
     return kept
 
 
+def _widths(columns: Sequence[TableColumn], rows: Sequence[Sequence[Cell]]) -> list[int]:
+    widths = [_width(c.header) for c in columns]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], _width(_plain(cell)))
+    return widths
+
+
 def fitted_table(
-    columns: Sequence[TableColumn],
-    rows: Sequence[Sequence[Cell]],
-    room: Room,
-    title: str | None = None,
-    row_styles: Sequence[str | None] | None = None,
+    columns: Sequence[TableColumn], rows: Sequence[Sequence[Cell]], room: Room, title: str | None = None
 ) -> Group:
     """The table with the columns that fit, then the dropped detail columns' lines and a footer naming the
     dropped columns."""
@@ -136,9 +137,11 @@ def fitted_table(
     if len(rows) > PLAIN_ABOVE:
         body = aligned_table([c.header.replace("\n", " ") for c in shown], cells, title)
     else:
-        body = _table(shown, cells, title, row_styles)
+        body = _table(shown, cells, title)
     out: list = [body]
     dropped = [i for i in range(len(columns)) if i not in kept]
+    if room.columns is not None:  # what the user chose, and nothing else
+        return Group(*out)
     label = next((i for i in kept if columns[i].priority >= KEEP), kept[0] if kept else None)
     for i in dropped:
         if columns[i].detail and label is not None:
@@ -147,7 +150,7 @@ def fitted_table(
                 for row in rows
                 if _plain(row[i])
             ]
-    if dropped and room.columns is None:
+    if dropped:
         names = ", ".join(columns[i].name for i in dropped)
         out.append(
             Text(
@@ -158,16 +161,9 @@ def fitted_table(
     return Group(*out)
 
 
-def _table(
-    columns: Sequence[TableColumn],
-    rows: Sequence[Sequence[Cell]],
-    title: str | None,
-    row_styles: Sequence[str | None] | None,
-) -> Table:
+def _table(columns: Sequence[TableColumn], rows: Sequence[Sequence[Cell]], title: str | None) -> Table:
     # No vertical rules and one space between columns (table_width counts exactly this).
-    widths = [
-        max([_width(c.header)] + [_width(_plain(row[i])) for row in rows]) for i, c in enumerate(columns)
-    ]
+    widths = _widths(columns, rows)
     table = Table(
         title=title,
         header_style="bold",
@@ -177,8 +173,8 @@ def _table(
     )
     for column in columns:
         table.add_column(column.header, justify=column.justify, no_wrap=True, overflow="ignore")
-    for n, row in enumerate(rows):
-        table.add_row(*row, style=row_styles[n] if row_styles else None)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 

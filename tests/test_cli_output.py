@@ -273,3 +273,35 @@ def test_shell_completion_offers_sweep_names_and_trial_ids(sweep):
         text=True,
     )
     assert "complete -o nosort -F _sweeper_completion sweeper" in source.stdout
+
+
+# -- the fitting rule itself ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_rows", [3, 300])  # a rich table, and the plain aligned text past 200 rows
+def test_fitted_tables_fit_the_width_they_are_given(n_rows):
+    from rich.console import Console
+
+    from sweeper.tables import KEEP, Room, TableColumn, fitted_table
+
+    columns = [
+        TableColumn("trial", "trial", KEEP),
+        TableColumn("lr", "lr", KEEP),
+        TableColumn("loss", "loss", 2, "right"),
+        TableColumn("job", "job", 1, "right"),
+        TableColumn("note", "note", 0, detail=True),
+    ]
+    rows = [
+        [f"a_long_trial_name_{i}", "0.0012345", "1.2345", str(1000 + i), f"note {i}"] for i in range(n_rows)
+    ]
+    for width, shown in [(200, ["loss", "job", "note"]), (50, ["loss", "job"]), (44, ["loss"]), (20, [])]:
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(fitted_table(columns, rows, Room(width)), crop=False)
+        lines = console.export_text().splitlines()
+        body = [line for line in lines if "a_long_trial_name_1 " in line and ": note" not in line]
+        assert len(body) == 1 and "0.0012345" in body[0], lines[:8]  # identity whole, one line
+        assert [
+            c for c in ("loss", "job", "note") if c in body[0] or any(c in ln for ln in lines[:3])
+        ] == shown
+        if width >= 44:
+            assert all(len(line.rstrip()) <= width for line in lines if "not shown" not in line), lines
+        if "note" not in shown:
+            assert "  a_long_trial_name_1: note 1" in lines  # a dropped detail column is printed below

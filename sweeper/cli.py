@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
 
 import click
+from click.shell_completion import CompletionItem
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from sweeper import __version__, backends, kinds, status, views
+from sweeper import __version__, backends, kinds, status, tables, views
 from sweeper.display import markdown_table
 from sweeper.errors import SweeperError
-from sweeper.ledger import Ledger, resolve_sweep
+from sweeper.ledger import Ledger, resolve_path, resolve_sweep, sweep_refs
 from sweeper.space import CONFIRM_ABOVE
 from sweeper.spec import load_spec
 from sweeper.states import RETRY_BY_DEFAULT
@@ -26,8 +29,21 @@ from sweeper.states import RETRY_BY_DEFAULT
 if TYPE_CHECKING:
     from sweeper.kinds.base import Outcome
 
-# Tables are wide: when output goes to a file or a pipe (CI logs, `| less`), do not squeeze them into 80 columns.
-console = Console() if Console().is_terminal else Console(width=220)
+
+def reader_gone() -> None:
+    """A reader that stopped early (`| head`) is not an error: exit 0, and let nothing more be written."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
+
+
+class QuietConsole(Console):
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        reader_gone()
+
+
+# A terminal's width, or COLUMNS; in a pipe without COLUMNS no limit, so a row stays one whole line.
+console = QuietConsole(**tables.console_kwargs(Console().is_terminal))
 err_console = Console(stderr=True)
 
 
@@ -41,11 +57,53 @@ def user_errors(fn):
         except SweeperError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             sys.exit(1)
+        except BrokenPipeError:
+            reader_gone()
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             sys.exit(130)
 
     return wrapper
+
+
+def complete_sweeps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of a sweep name (`name` or `name/stamp` under --root)."""
+    root = ctx.params.get("root") or "runs"
+    return [CompletionItem(r) for r in sweep_refs(root) if r.startswith(incomplete)]
+
+
+def complete_paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """A sweep name, or a directory (analyze reads any tree of runs). The directory item comes first: bash's
+    completion script empties what came before it."""
+    return [CompletionItem(incomplete, type="dir"), *complete_sweeps(ctx, param, incomplete)]
+
+
+def complete_trials(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """The trial ids of the sweep given before them."""
+    try:
+        ledger = Ledger(resolve_sweep(ctx.params.get("sweep") or "", ctx.params.get("root") or "runs"))
+        ids = [t.trial_id for t in ledger.trials()]
+    except (SweeperError, OSError):
+        return []
+    return [CompletionItem(i) for i in ids if i.startswith(incomplete)]
+
+
+def print_table(renderable) -> None:
+    # Not cropped: a table whose identity columns are wider than the terminal is wrapped by it, not cut.
+    console.print(renderable, crop=False)
+
+
+def table_options(fn):
+    """--wide and --columns, the same on every command that shows a table."""
+    fn = click.option(
+        "--columns",
+        metavar="A,B,C",
+        default=None,
+        help="Show these columns (names as in the footer) besides the identity ones.",
+    )(fn)
+    return click.option(
+        "--wide", is_flag=True, help="Every column, even wider than the terminal (never cut)."
+    )(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,7 +114,7 @@ def main() -> None:
 
 # -- launch ------------------------------------------------------------------------------------------------
 @main.command("launch")
-@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path())
 @click.option(
     "--set",
     "overrides",
@@ -71,6 +129,14 @@ def main() -> None:
     help="Where jobs run (default: the spec's, else slurm if sbatch exists, else local).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the trials and what would be submitted; submit nothing.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="How --dry-run shows the plan.",
+)
 @click.option(
     "--wait/--no-wait",
     default=None,
@@ -88,10 +154,12 @@ def main() -> None:
 )
 @click.option("--frozen", is_flag=True, help="Refuse to launch from a git tree with uncommitted changes.")
 @user_errors
-def launch_command(spec_path, overrides, executor, dry_run, wait, root, yes, frozen):
+def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen):
     """Expand SPEC.yaml into trials and submit them."""
     from sweeper import launch
 
+    if fmt == "json" and not dry_run:
+        raise SweeperError("--format json: only with --dry-run (a launch shows its progress)")
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()
@@ -99,12 +167,14 @@ def launch_command(spec_path, overrides, executor, dry_run, wait, root, yes, fro
     if question and not (yes or dry_run):
         confirm(question)
     plan = launch.make_plan(spec, executor=executor, query_cluster=True)
+    if fmt == "json":
+        click.echo(json.dumps(plan.to_json(), indent=2, default=str))
+        return
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if dry_run:
-        console.print(
-            views.parts(plan.kind.plan_parts(plan.spec, plan.trials, plan.executor, plan.resources))
-        )
+        parts = plan.kind.plan_parts(plan.spec, plan.trials, plan.executor, plan.resources)
+        print_table(views.parts(parts, tables.room(console.width)))
         for line in views.plan_lines(plan):
             console.print(line, highlight=False, markup=False)
         return
@@ -158,7 +228,8 @@ def run_with_progress(
             return
         progress.update(task, completed=snapshot.done)
         if live is not None:
-            live.update(Group(progress, views.part(snapshot.table)) if snapshot.table else progress)
+            table = views.part(snapshot.table, tables.room(console.width)) if snapshot.table else None
+            live.update(Group(progress, table) if table else progress)
         for line in snapshot.lines:
             console.print(line, highlight=False)
 
@@ -171,7 +242,7 @@ def finish(outcome: Outcome | None) -> None:
     """Show how the trials ended; exit 1 when any ended badly."""
     if outcome is None:
         return
-    console.print(views.parts(outcome.parts))
+    print_table(views.parts(outcome.parts, tables.room(console.width)))
     failures = views.failure_lines(outcome.failures)
     if failures:
         console.print(failures, highlight=False)
@@ -183,16 +254,27 @@ def finish(outcome: Outcome | None) -> None:
 
 # -- status --------------------------------------------------------------------------------------------------
 @main.command("status")
-@click.argument("sweep", required=False)
+@click.argument("sweep", required=False, shell_complete=complete_sweeps)
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--watch", is_flag=True, help="Refresh every few seconds until Ctrl-C.")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
 @click.option("--state", "states", default=None, help="Show only trials in these states (comma-separated).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json: the same rows as plain data (with --watch, one line per refresh).",
+)
+@table_options
 @user_errors
-def status_command(sweep, root, watch, interval, states):
+def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     """Every sweep at a glance, or one sweep's trials (states from one sacct call per refresh)."""
     only = {s.strip().upper() for s in states.split(",") if s.strip()} if states else None
     sweep_dir = resolve_sweep(sweep, root) if sweep is not None else None
+    room = tables.room(console.width, wide, columns)
+    as_json = fmt == "json"
     degraded = [False]
 
     def build():
@@ -203,18 +285,31 @@ def status_command(sweep, root, watch, interval, states):
                     f"no sweeps under {root}/ (launch one with: sweeper launch sweeps/reg.yaml)"
                 )
             degraded[0] = result.degraded
-            return views.sweeps_table(rows, result)
+            return views.overview_json(rows, result) if as_json else views.sweeps_table(rows, result, room)
         ledger = Ledger(sweep_dir)
         result = status.refresh([ledger])
         degraded[0] = result.degraded
         found = kinds.of_ledger(ledger).status_parts(ledger, result.statuses[ledger.dir], only)
-        return Group(views.parts(found), *views.sources_text(result))
+        if as_json:
+            return views.sweep_json(ledger, result, found)
+        return Group(views.parts(found, room), *views.sources_text(result))
+
+    def show(shown) -> None:
+        if as_json:
+            click.echo(json.dumps(shown, default=str, indent=None if watch else 2))
+        else:
+            print_table(shown)
+        sys.stdout.flush()
 
     if not watch:
-        console.print(build())
+        show(build())
         if degraded[0]:  # shown as well as it could be, but scripts must know the scheduler did not answer
             sys.exit(1)
         return
+    if as_json or not console.is_terminal:  # a pipe or a log gets every refresh, one after the other
+        while True:
+            show(build())
+            time.sleep(interval)
     with Live(build(), console=console, refresh_per_second=1, screen=False) as live:
         while True:
             time.sleep(interval)
@@ -223,13 +318,22 @@ def status_command(sweep, root, watch, interval, states):
 
 # -- analyze -------------------------------------------------------------------------------------------------
 @click.command("analyze", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.version_option(__version__, prog_name="analyze")
+@click.argument("paths", nargs=-1, metavar="[PATH | SWEEP]...", shell_complete=complete_paths)
 @click.option(
     "--checkpoints-path",
     "-p",
     "path",
-    type=click.Path(exists=True),
-    help="A run dir, a sweep dir, or a tree of sweeps (or give paths as arguments; two paths are compared).",
+    shell_complete=complete_paths,
+    help="A run dir, a sweep dir, a tree of sweeps, or a sweep's name under --root (or give them as "
+    "arguments; two are compared).",
+)
+@click.option(
+    "--root",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where sweep names are looked up.",
 )
 @click.option(
     "--format",
@@ -295,10 +399,14 @@ def status_command(sweep, root, watch, interval, states):
     is_flag=True,
     help="Where the results came from: git commit and diff, command, versions, host, packages, SLURM jobs.",
 )
+@table_options
 @user_errors
 def analyze_command(
     path,
     paths,
+    root,
+    wide,
+    columns,
     fmt,
     sort_key,
     top,
@@ -316,9 +424,12 @@ def analyze_command(
 
     Give two paths (e.g. `analyze runs/reg/latest runs/mhc/latest`) to compare them side by side.
     """
+    where = [str(resolve_path(p, root)) for p in [path, *paths] if p]
     if provenance:
-        show_provenance([p for p in [path, *paths] if p], fmt)
+        show_provenance(where, fmt)
         return
+    if (wide or columns) and fmt in ("csv", "json"):
+        raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
     from sweeper.analysis import export
     from sweeper.analysis import plots as plotting
     from sweeper.analysis import render as analysis_render
@@ -344,7 +455,7 @@ def analyze_command(
         pivot=pivot_keys,
         use_cache=not no_cache,
     )
-    report = build_report([p for p in [path, *paths] if p], options)
+    report = build_report(where, options)
     for problem in report.analysis.problems:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
     if fmt == "json":
@@ -352,10 +463,12 @@ def analyze_command(
     elif fmt == "csv":
         click.echo(export.to_csv(report), nl=False)
     elif fmt == "markdown":
-        click.echo(analysis_render.report_markdown(report))
+        click.echo(analysis_render.report_markdown(report, tables.parse_columns(columns)))
     else:
-        for renderable in analysis_render.report_renderables(report):
-            console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text))
+        for renderable in analysis_render.report_renderables(
+            report, tables.room(console.width, wide, columns)
+        ):
+            console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text), crop=False)
     for request in requests:
         if request.kind == "curves":
             line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
@@ -366,8 +479,6 @@ def analyze_command(
 
 
 def show_provenance(paths: list[str], fmt: str) -> None:
-    import json
-
     from sweeper.analysis import provenance
 
     sweeps = provenance.collect(paths)
@@ -375,6 +486,11 @@ def show_provenance(paths: list[str], fmt: str) -> None:
         raise SweeperError(f"no sweep dirs under {', '.join(paths)} (provenance is recorded per sweep)")
     if fmt == "json":
         click.echo(json.dumps([s.to_json() for s in sweeps], indent=2, default=str))
+        return
+    if fmt == "csv":
+        from sweeper.analysis.export import provenance_csv
+
+        click.echo(provenance_csv(sweeps), nl=False)
         return
     for sweep in sweeps:
         rows = [(k, "-" if v is None else str(v)) for k, v in sweep.facts.items()]
@@ -399,7 +515,7 @@ def show_provenance(paths: list[str], fmt: str) -> None:
             if fmt == "markdown":
                 click.echo("\n" + markdown_table(columns, cells) + "\n")
             else:
-                console.print(views.aligned_table(columns, cells, title="SLURM jobs of the runs"))
+                print_table(tables.aligned_table(columns, cells, title="SLURM jobs of the runs"))
 
 
 main.add_command(analyze_command)
@@ -407,8 +523,8 @@ main.add_command(analyze_command)
 
 # -- cancel / retry / resume ---------------------------------------------------------------------------------
 @main.command("cancel")
-@click.argument("sweep")
-@click.argument("trials", nargs=-1)
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.argument("trials", nargs=-1, shell_complete=complete_trials)
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @user_errors
 def cancel_command(sweep, trials, root):
@@ -424,7 +540,7 @@ def cancel_command(sweep, trials, root):
 
 
 @main.command("retry")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=complete_sweeps)
 @click.option(
     "--state",
     "states",
@@ -449,7 +565,7 @@ def retry_command(sweep, states, fresh, executor, wait, root):
 
 
 @main.command("resume")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=complete_sweeps)
 @click.option("--executor", type=click.Choice(backends.NAMES), default=None)
 @click.option("--wait/--no-wait", default=None)
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
@@ -477,7 +593,7 @@ def rerun(ledger, plan, wait, fresh) -> None:
 
 
 @main.command("dashboard")
-@click.argument("sweep")
+@click.argument("sweep", shell_complete=complete_sweeps)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
@@ -496,4 +612,4 @@ def dashboard_command(sweep, host, port, root):
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="sweeper")

@@ -55,6 +55,22 @@ class Plan:
     def executor_params(self) -> dict[str, Any]:
         return self.resources.executor_params
 
+    def to_json(self) -> dict[str, Any]:
+        """`launch --dry-run --format json`: what would be submitted, as plain data."""
+        return {
+            "sweep": self.spec.name,
+            "spec": str(self.spec.path),
+            "kind": self.kind.name,
+            "executor": self.executor,
+            "parallelism": self.parallelism,
+            "threads": self.threads,
+            "executor_params": self.executor_params,
+            "profile": self.profile,
+            "warnings": self.warnings,
+            "trials": [trial.to_json() for trial in self.trials],
+            "preview": self.backend.preview(self.spec, self.resources),
+        }
+
 
 def size_question(spec: SweepSpec) -> str | None:
     """The question to ask before launching a sweep this large (None: no need to ask)."""

@@ -213,9 +213,43 @@ def find_sweep_dirs(root: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: (read_json(p / META_FILE, {}).get("created_at", 0), str(p)))
 
 
-def resolve_sweep(ref: str | Path, root: str | Path = "runs") -> Path:
-    """A sweep given as a path, a name (its latest launch) or name/stamp under root."""
+def _find_sweep(ref: str | Path, root: str | Path) -> Path | None:
     for candidate in (Path(ref), Path(root) / ref, Path(root) / ref / "latest"):
         if (candidate / META_FILE).exists():
-            return candidate.resolve()
-    raise SweeperError(f"no sweep {str(ref)!r} (looked for it as a path and under {root}/)")
+            return candidate
+    return None
+
+
+def resolve_sweep(ref: str | Path, root: str | Path = "runs") -> Path:
+    """A sweep given as a path, a name (its latest launch) or name/stamp under root."""
+    found = _find_sweep(ref, root)
+    if found is None:
+        raise SweeperError(f"no sweep {str(ref)!r} (looked for it as a path and under {root}/)")
+    return found.resolve()
+
+
+def resolve_path(ref: str, root: str | Path = "runs") -> Path:
+    """What `analyze` reads: a path that exists (a run dir, a sweep dir, any tree), else a sweep named as
+    `resolve_sweep` takes it (kept relative, as the user will read it in titles)."""
+    if Path(ref).exists():
+        return Path(ref)
+    found = _find_sweep(ref, root)
+    if found is None:
+        raise SweeperError(f"{ref}: no such path, and no sweep of that name under {root}/")
+    return found
+
+
+def sweep_refs(root: str | Path) -> list[str]:
+    """The names `resolve_sweep` takes for the sweeps under root (shell completion): `name/stamp` for each,
+    and `name` where it has a `latest`."""
+    base = Path(root).resolve()
+    refs: list[str] = []
+    for sweep_dir in find_sweep_dirs(root):
+        if sweep_dir == base or not sweep_dir.is_relative_to(base):
+            continue
+        ref = sweep_dir.relative_to(base).as_posix()
+        name = ref.rpartition("/")[0]
+        if name and name not in refs and (base / name / "latest" / META_FILE).exists():
+            refs.append(name)
+        refs.append(ref)
+    return refs

@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from functools import singledispatch
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Group as Renderables
-from rich.table import Table
 from rich.text import Text
 
 from sweeper.display import STATE_STYLES, duration, format_value, metric_value, num, short_names
@@ -17,8 +16,7 @@ from sweeper.kinds.base import Counts, Lines, OverviewRow, Rows, StudyTable, Tri
 from sweeper.ledger import Ledger
 from sweeper.states import FAILURES
 from sweeper.status import Refresh, TrialStatus
-
-RICH_TABLE_MAX_ROWS = 200
+from sweeper.tables import NO_LIMIT, Room, TableColumn, fitted_table
 
 SOURCES = {
     "sacct": "sacct (one call)",
@@ -38,17 +36,36 @@ def counts_text(counts: dict[str, int]) -> Text:
     return text
 
 
+# The order columns are dropped in when a status table is too wide (first dropped first); identity
+# columns (trial, parameters, state) never are. docs/slurm.md states it.
+TRIAL_DROP_ORDER = ("error / note", "attempt", "seed", "job", "elapsed", "valid loss", "epoch")
+
+
+def _priority(name: str, order: Sequence[str]) -> int:
+    return order.index(name) if name in order else len(order)
+
+
 def status_table(
-    statuses: Sequence[TrialStatus], title: str | None = None, metric: str = "valid/acc"
-) -> Table | Text:
+    statuses: Sequence[TrialStatus],
+    title: str | None = None,
+    metric: str = "valid/acc",
+    room: Room = NO_LIMIT,
+) -> Renderables:
     """One row per trial: state, epoch/total, latest valid metrics, elapsed, job, attempt, error or note."""
     keys: list[str] = []
     for s in statuses:
         keys += [k for k in s.params if k not in keys]
     names = short_names(keys)
-    columns = ["trial", *[names[k] for k in keys], "seed", "state", "epoch", "valid loss"]
-    columns += [metric] if metric != "valid/loss" else []
-    columns += ["elapsed", "job", "attempt", "error / note"]
+    drop = [*TRIAL_DROP_ORDER, metric]
+
+    def column(name: str, justify: Literal["left", "right"] = "right", detail: bool = False) -> TableColumn:
+        return TableColumn(name, name, _priority(name, drop), justify, detail)
+
+    columns = [TableColumn("trial", "trial"), *[TableColumn(names[k], names[k]) for k in keys]]
+    columns += [column("seed"), TableColumn("state", "state"), column("epoch"), column("valid loss")]
+    columns += [column(metric)] if metric != "valid/loss" else []
+    columns += [column("elapsed"), column("job"), column("attempt", "left")]
+    columns += [column("error / note", "left", detail=True)]
     rows: list[list[str | Text]] = []
     for s in statuses:
         epoch = f"{s.epoch}/{s.epochs}" if s.epochs else str(s.epoch or "-")
@@ -67,70 +84,55 @@ def status_table(
                 duration(s.elapsed_s),
                 s.job_id or "-",
                 attempt,
-                (message or "")[:160],
+                one_line(message or "")[:160],
             ]
         )
-    if len(rows) > RICH_TABLE_MAX_ROWS:
-        return aligned_table(columns, rows, title)
-    table = Table(title=title, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    return table
+    return fitted_table(columns, rows, room, title)
 
 
-def study_table(rows: Sequence[dict], keys: list[str], metric: str, title: str | None = None) -> Table:
+STUDY_DROP_ORDER = ("note", "job", "epoch")
+
+
+def study_table(
+    rows: Sequence[dict], keys: list[str], metric: str, title: str | None = None, room: Room = NO_LIMIT
+) -> Renderables:
     """Optuna trials: number, state, params, value (mean over seeds), epoch reached, worker job."""
     names = short_names(keys)
-    table = Table(title=title, header_style="bold")
-    for column in [
-        "trial",
-        "state",
-        *[names[k] for k in keys],
-        metric,
-        "epoch",
-        "job",
-        "note",
-    ]:
-        table.add_column(column, overflow="fold")
+    drop = [*STUDY_DROP_ORDER, metric]
+    columns = [
+        TableColumn("trial", "trial", justify="right"),
+        TableColumn("state", "state"),
+        *[TableColumn(names[k], names[k]) for k in keys],
+        *[
+            TableColumn(
+                name, name, _priority(name, drop), "left" if name == "note" else "right", name == "note"
+            )
+            for name in (metric, "epoch", "job", "note")
+        ],
+    ]
+    cells: list[list[str | Text]] = []
     for row in rows:
         epoch = f"{row['epoch']}/{row['epochs']}" if row.get("epochs") else str(row.get("epoch") or "-")
         note = row.get("error") or ""
         if row.get("retry_of") is not None:
             note = f"retry of trial {row['retry_of']}" + (f"; {note}" if note else "")
-        table.add_row(
-            str(row["number"]),
-            Text(row["state"], style=STATE_STYLES.get(row["state"], "")),
-            *[format_value(row["params"][k]) if k in row["params"] else "-" for k in keys],
-            num(row["value"]),
-            epoch,
-            row.get("job_id") or "-",
-            note[:100],
+        cells.append(
+            [
+                str(row["number"]),
+                Text(row["state"], style=STATE_STYLES.get(row["state"], "")),
+                *[format_value(row["params"][k]) if k in row["params"] else "-" for k in keys],
+                num(row["value"]),
+                epoch,
+                row.get("job_id") or "-",
+                one_line(note)[:100],
+            ]
         )
-    return table
+    return fitted_table(columns, cells, room, title)
 
 
-def aligned_table(
-    columns: Sequence[str], rows: Sequence[Sequence[str | Text]], title: str | None = None
-) -> Text:
-    """Plain aligned columns (like squeue's), styles kept: rich's Table costs ~0.6 ms a row, too slow for the
-    status of a 1000-trial sweep; this costs a few microseconds a row."""
-    widths = [len(c) for c in columns]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell.plain if isinstance(cell, Text) else cell))
-    text = Text(no_wrap=True, overflow="ellipsis")
-    if title:
-        text.append(title + "\n", style="italic")
-    for i, column in enumerate(columns):
-        text.append(column.ljust(widths[i] + 2) if i < len(columns) - 1 else column, style="bold")
-    for row in rows:
-        text.append("\n")
-        for i, cell in enumerate(row):
-            plain, style = (cell.plain, str(cell.style)) if isinstance(cell, Text) else (cell, "")
-            text.append(plain.ljust(widths[i] + 2) if i < len(row) - 1 else plain, style=style or None)
-    return text
+def one_line(text: str) -> str:
+    """A cell never holds a newline (it would break the row for grep and awk)."""
+    return " ".join(text.split()) if "\n" in text else text
 
 
 def sources_text(result: Refresh) -> list[Text]:
@@ -142,68 +144,105 @@ def sources_text(result: Refresh) -> list[Text]:
     return parts
 
 
-def sweeps_table(rows: Sequence[tuple[Ledger, OverviewRow]], result: Refresh) -> Renderables:
+SWEEPS_DROP_ORDER = ("executor", "launched", "trials", "best", "states")
+
+
+def sweeps_table(
+    rows: Sequence[tuple[Ledger, OverviewRow]], result: Refresh, room: Room = NO_LIMIT
+) -> Renderables:
     """`sweeper status`: one row per sweep."""
-    table = Table(title="sweeps", header_style="bold")
-    # the best config's mean over its seeds of each run's best epoch: what analyze's "Best config" says
-    for column in ("sweep", "launched", "executor", "trials", "states", "best config (seed mean)"):
-        table.add_column(column)
+    # "best": the best config's mean over its seeds of each run's best epoch, what analyze's "Best config" says
+    columns = [TableColumn("sweep", "sweep")] + [
+        TableColumn(
+            "best config (seed mean)" if name == "best" else name, name, SWEEPS_DROP_ORDER.index(name)
+        )
+        for name in ("launched", "executor", "trials", "states", "best")
+    ]
     warnings = [row.warning for _ledger, row in rows if row.warning]
+    cells: list[list[str | Text]] = []
     for ledger, row in rows:
         meta = ledger.meta
         metric = (meta.get("objective") or {}).get("metric", "valid/acc")
-        table.add_row(
-            f"{ledger.name}/{ledger.dir.name}",
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0))),
-            meta.get("executor", "?"),
-            row.trials,
-            counts_text(row.counts),
-            f"{metric} {metric_value(metric, row.best)}",
+        cells.append(
+            [
+                f"{ledger.name}/{ledger.dir.name}",
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(meta.get("created_at", 0))),
+                meta.get("executor", "?"),
+                row.trials,
+                counts_text(row.counts),
+                f"{metric} {metric_value(metric, row.best)}",
+            ]
         )
     if warnings:
         result.warning = "; ".join(w for w in (result.warning, *warnings) if w)
-    return Renderables(table, *sources_text(result))
+    return Renderables(fitted_table(columns, cells, room, "sweeps"), *sources_text(result))
+
+
+def overview_json(rows: Sequence[tuple[Ledger, OverviewRow]], result: Refresh) -> dict[str, Any]:
+    """`sweeper status --format json`: one object per sweep, as plain data."""
+    sweeps = []
+    for ledger, row in rows:
+        meta = ledger.meta
+        sweeps.append(
+            {
+                "sweep": ledger.name,
+                "dir": str(ledger.dir),
+                "created_at": meta.get("created_at"),
+                "executor": meta.get("executor"),
+                "metric": (meta.get("objective") or {}).get("metric", "valid/acc"),
+                **row.to_json(),
+            }
+        )
+    return {"sweeps": sweeps, **_source_json(result)}
+
+
+def sweep_json(ledger: Ledger, result: Refresh, found: Sequence[Any]) -> dict[str, Any]:
+    """`sweeper status SWEEP --format json`: the kind's parts (trials, counts, ...) as plain data."""
+    data: dict[str, Any] = {"sweep": ledger.name, "dir": str(ledger.dir)}
+    for item in found:
+        data.update(item.to_json())
+    return data | _source_json(result)
+
+
+def _source_json(result: Refresh) -> dict[str, Any]:
+    return {"source": result.source, "warning": result.warning, "degraded": result.degraded}
 
 
 # -- the sweep kinds' parts --------------------------------------------------------------------------------
 @singledispatch
-def part(item: Any) -> Any:
+def part(item: Any, room: Room = NO_LIMIT) -> Any:
     """A renderable for one part a sweep kind handed over."""
     raise TypeError(f"no view for {type(item).__name__}")
 
 
 @part.register
-def _(item: TrialTable) -> Any:
-    return status_table(item.statuses, item.title, item.metric)
+def _(item: TrialTable, room: Room = NO_LIMIT) -> Any:
+    return status_table(item.statuses, item.title, item.metric, room)
 
 
 @part.register
-def _(item: StudyTable) -> Any:
-    return study_table(item.rows, item.keys, item.metric, item.title)
+def _(item: StudyTable, room: Room = NO_LIMIT) -> Any:
+    return study_table(item.rows, item.keys, item.metric, item.title, room)
 
 
 @part.register
-def _(item: Counts) -> Any:
+def _(item: Counts, room: Room = NO_LIMIT) -> Any:
     return counts_text(item.counts)
 
 
 @part.register
-def _(item: Rows) -> Any:
-    table = Table(title=item.title, header_style="bold")
-    for column in item.columns:
-        table.add_column(column)
-    for row in item.rows:
-        table.add_row(*row)
-    return table
+def _(item: Rows, room: Room = NO_LIMIT) -> Any:
+    return fitted_table([TableColumn(c, c) for c in item.columns], item.rows, room, item.title)
 
 
 @part.register
-def _(item: Lines) -> Any:
+def _(item: Lines, room: Room = NO_LIMIT) -> Any:
     return Text("\n".join(item.lines), style=item.style or "")
 
 
-def parts(items: Sequence[Any]) -> Renderables:
-    return Renderables(*[part(item) for item in items if not (isinstance(item, Lines) and not item.lines)])
+def parts(items: Sequence[Any], room: Room = NO_LIMIT) -> Renderables:
+    shown = [item for item in items if not (isinstance(item, Lines) and not item.lines)]
+    return Renderables(*[part(item, room) for item in shown])
 
 
 def failure_lines(failures: Sequence[tuple[str, str | None]]) -> Text:

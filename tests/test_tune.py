@@ -99,6 +99,9 @@ def test_two_workers_spend_exactly_the_budget_and_pruned_jobs_exit_cleanly(tmp_p
     assert f"#{pruned.number} PRUNED" in analysis  # the trial column: Optuna's number and state
     status = cli("status", "opt").stdout
     assert "PRUNED" in status and "RUNNING" not in status
+    data = json.loads(cli("status", "opt", "--format", "json").stdout)  # the same rows as plain data
+    assert sorted(t["number"] for t in data["study_trials"]) == sorted(t.number for t in trials)
+    assert [w["trial_id"] for w in data["workers"]] == ["worker-0", "worker-1"]
     # the overview counts the study's trials (not the 2 worker jobs) and shows the best trial's value
     overview = cli("status").stdout
     counts = {s: sum(t.state == getattr(TrialState, s) for t in trials) for s in ("COMPLETE", "PRUNED")}

@@ -1,4 +1,5 @@
-"""Machine-readable exports of a report: CSV (the rows shown) and JSON (everything, strict: NaN/inf -> null)."""
+"""Machine-readable exports of a report: CSV (the rows shown) and JSON (everything, strict: NaN/inf -> null);
+and the provenance of sweeps as CSV."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from typing import Any
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Stat
+from sweeper.analysis.provenance import SweepProvenance
 from sweeper.analysis.query import RUN_ATTRIBUTES, export_name
 from sweeper.analysis.report import Report
 from sweeper.analysis.runs import RunSummary
@@ -147,6 +149,22 @@ def to_csv(report: Report) -> str:
             elif value is not None:
                 record[key] = json.dumps(value, sort_keys=True)
         records.append(record)
+    return _write_csv(records)
+
+
+def provenance_csv(sweeps: list[SweepProvenance]) -> str:
+    """`analyze --provenance --format csv`: one line per sweep, its facts as columns (the packages and the
+    runs' SLURM jobs as counts: JSON has them whole)."""
+    records = []
+    for sweep in sweeps:
+        record = sweep.to_json()
+        record["packages"] = len(sweep.packages)
+        record["runs"] = len(sweep.runs)
+        records.append({k: _csv_value(v) for k, v in record.items()})
+    return _write_csv(records)
+
+
+def _write_csv(records: list[dict[str, Any]]) -> str:
     if not records:
         return ""
     header = list(records[0])

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Pivot, Stat
+from sweeper.analysis.query import export_name
 from sweeper.analysis.report import Report
 from sweeper.display import STATE_STYLES, format_value, markdown_table, short_names
+from sweeper.tables import KEEP, NO_LIMIT, Room, TableColumn, choose, fitted_table
 
 TABLE_ROWS = 50  # rows a terminal table shows unless --top says otherwise (rich needs ~1 ms a row)
 
@@ -64,6 +67,32 @@ class Column:
     header: str
     cell: Callable[[Group], str]
     numeric: bool = True
+    name: str = ""  # what --columns and the terminal's footer call it (the export name); the header if empty
+    priority: int = KEEP  # the terminal drops the lowest first when it is too narrow (tables.py)
+
+
+# The order in which a narrow terminal drops the table's columns, first dropped first (their export names;
+# `{split}` is the split analyzed). The identity columns (config, sweep, trial, swept parameters) never go.
+DROP_ORDER = (
+    "flags",
+    "degradation",
+    "last_{split}_loss",
+    "final_train_acc",
+    "gap",
+    "train_acc_at_best",
+    "early_stop_epoch",
+    "epochs_since_best",
+    "seed",
+    "degradation_pct",
+    "still_improving",
+    "epochs",
+    "gap_at_best",
+    "n",
+    "status",
+    "best_{split}_loss",
+    "best_{split}_acc",
+    "objective",
+)
 
 
 def _fraction_text(group: Group, name: str) -> str:
@@ -141,34 +170,45 @@ def report_columns(report: Report, every_std: bool = True) -> list[Column]:
         columns.append(
             Column(names[key], lambda g, k=key: format_value(g.params[k]) if k in g.params else "-", False)
         )
+    ranked: list[Column] = []
     if report.grouped:
-        columns.append(Column("n", lambda g: str(len(g.used))))  # seeds in the mean (notes name the rest)
+        ranked.append(Column("n", lambda g: str(len(g.used))))  # seeds in the mean (notes name the rest)
     elif len({r.seed for r in runs}) > 1:
-        columns.append(Column("seed", lambda g: "-" if g.first.seed is None else str(g.first.seed)))
+        ranked.append(Column("seed", lambda g: "-" if g.first.seed is None else str(g.first.seed)))
     if metric not in (f"{split}/acc", f"{split}/loss"):
-        columns.append(
-            Column(f"best {metric} (ep)", stat_cell("objective", objective_format(metric), "objective_epoch"))
+        ranked.append(
+            Column(
+                f"best {metric} (ep)",
+                stat_cell("objective", objective_format(metric), "objective_epoch"),
+                name="objective",
+            )
         )
-    columns += [
-        Column(f"best {split} acc (ep)", stat_cell("best_acc", "pct", "best_acc_epoch")),
-        Column(f"best {split} loss (ep)", stat_cell("best_loss", "num", "best_loss_epoch")),
-        Column("train acc @best", stat_cell("train_acc_at_best", "pct")),
-        Column("gap @best", stat_cell("gap_at_best", "pts")),
-        Column("final train acc", stat_cell("final_train_acc", "pct")),
+    ranked += [
+        Column(f"best {split} acc (ep)", stat_cell("best_acc", "pct", "best_acc_epoch"), name="best_acc"),
+        Column(f"best {split} loss (ep)", stat_cell("best_loss", "num", "best_loss_epoch"), name="best_loss"),
+        Column("train acc @best", stat_cell("train_acc_at_best", "pct"), name="train_acc_at_best"),
+        Column("gap @best", stat_cell("gap_at_best", "pts"), name="gap_at_best"),
+        Column("final train acc", stat_cell("final_train_acc", "pct"), name="final_train_acc"),
         Column("gap", stat_cell("gap", "pts")),
-        Column(f"latest {split} loss", stat_cell("last_loss", "num")),
-        Column("degr.", stat_cell("degradation", "signed")),
-        Column("degr. %", stat_cell("degradation_pct", "signed%")),
-        Column("since best", stat_cell("epochs_since_best", "int")),
-        Column("early stop", stat_cell("early_stop_epoch", "int")),
-        Column("improving", lambda g: _fraction_text(g, "still_improving")),
+        Column(f"latest {split} loss", stat_cell("last_loss", "num"), name="last_loss"),
+        Column("degr.", stat_cell("degradation", "signed"), name="degradation"),
+        Column("degr. %", stat_cell("degradation_pct", "signed%"), name="degradation_pct"),
+        Column("since best", stat_cell("epochs_since_best", "int"), name="epochs_since_best"),
+        Column("early stop", stat_cell("early_stop_epoch", "int"), name="early_stop_epoch"),
+        Column("improving", lambda g: _fraction_text(g, "still_improving"), name="still_improving"),
         Column("flags", flags_text, numeric=False),
         Column("epochs", epochs_text),
         Column("status", states_text, numeric=False),
     ]
     if not any(r.nonfinite_epoch is not None or r.diverged for r in runs):
-        columns = [c for c in columns if c.header != "flags"]
-    return columns
+        ranked = [c for c in ranked if c.header != "flags"]
+    order = [name.format(split=split) for name in DROP_ORDER]
+    for column in ranked:
+        column.name = export_name(column.name or column.header, split)
+        column.priority = order.index(column.name) if column.name in order else len(order)
+    for column in columns:
+        column.name = column.header
+    return columns + ranked
 
 
 def report_title(report: Report) -> str:
@@ -191,18 +231,23 @@ def two_lines(header: str) -> str:
     return header[:cut] + "\n" + header[cut + 1 :]
 
 
-def runs_table(report: Report) -> Table:
-    # No vertical rules and one space between columns: twenty columns fit a 200-character terminal.
-    table = Table(title=report_title(report), header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
-    columns = report_columns(report, every_std=False)
-    for column in columns:
-        wraps = column.header in ("config", "flags")  # the long texts fold; numbers never wrap
-        table.add_column(
-            two_lines(column.header),
-            justify="right" if column.numeric else "left",
-            no_wrap=not wraps,
-            overflow="fold" if wraps else "ellipsis",
+def table_columns(columns: list[Column]) -> list[TableColumn]:
+    return [
+        TableColumn(
+            two_lines(c.header),
+            c.name,
+            c.priority,
+            "right" if c.numeric else "left",
+            detail=c.header == "flags",
         )
+        for c in columns
+    ]
+
+
+def runs_table(report: Report, room: Room = NO_LIMIT) -> RenderableType:
+    """The terminal's table: the columns that fit the room, numbers never cut or wrapped."""
+    columns = report_columns(report, every_std=False)
+    rows: list[list[Any]] = []
     for group in report.rows:
         cells: list[Any] = [column.cell(group) for column in columns]
         for i, column in enumerate(columns):
@@ -210,12 +255,15 @@ def runs_table(report: Report) -> Table:
                 cells[i] = Text(cells[i], style=STATE_STYLES.get(cells[i], ""))
             elif column.header == "flags" and cells[i]:
                 cells[i] = Text(cells[i], style="bold red")
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return fitted_table(table_columns(columns), rows, room, report_title(report))
 
 
-def runs_markdown(report: Report) -> str:
+def runs_markdown(report: Report, chosen: tuple[str, ...] | None = None) -> str:
+    """Every column, or the --columns ones (and the identity columns)."""
     columns = report_columns(report)
+    if chosen is not None:
+        columns = [columns[i] for i in choose(table_columns(columns), [], Room(None, chosen))]
     return markdown_table([c.header for c in columns], [[c.cell(g) for c in columns] for g in report.rows])
 
 
@@ -373,9 +421,9 @@ def comparison_markdown(comparison: Comparison, report: Report) -> str:
     return f"**{comparison_title(comparison)}**\n\n" + markdown_table(header, rows)
 
 
-def report_markdown(report: Report) -> str:
+def report_markdown(report: Report, columns: tuple[str, ...] | None = None) -> str:
     """Everything the terminal shows, as markdown (for a lab notebook, a PR, an issue)."""
-    parts = [f"**{report_title(report)}**", runs_markdown(report)]
+    parts = [f"**{report_title(report)}**", runs_markdown(report, columns)]
     if report.comparison is not None:
         parts.append(comparison_markdown(report.comparison, report))
     if report.effects.params:
@@ -396,9 +444,9 @@ def report_markdown(report: Report) -> str:
     return "\n\n".join(parts)
 
 
-def report_renderables(report: Report) -> list[Any]:
+def report_renderables(report: Report, room: Room = NO_LIMIT) -> list[Any]:
     """The terminal view: the table, the comparison, the effects, the best config, notes."""
-    out: list[Any] = [runs_table(report)]
+    out: list[Any] = [runs_table(report, room)]
     if len(report.rows) < report.total_rows:
         out.append(
             Text(

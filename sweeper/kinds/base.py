@@ -1,8 +1,9 @@
 """What every sweep kind answers (grid/configs, Optuna search), and the plain data its answers are made of:
-the CLI renders these (views.py), it never asks which kind a sweep is."""
+the CLI renders these (views.py; `to_json` for --format json), it never asks which kind a sweep is."""
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +31,9 @@ class Rows:
     columns: list[str]
     rows: list[list[str]]
 
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": [dict(zip(self.columns, row, strict=True)) for row in self.rows]}
+
 
 @dataclass
 class TrialTable:
@@ -38,6 +42,10 @@ class TrialTable:
     statuses: Sequence[TrialStatus]
     title: str | None = None
     metric: str = "valid/acc"
+    key: str = "trials"  # its name in `status --format json` ("workers": an Optuna sweep's worker jobs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.key: [dataclasses.asdict(s) for s in self.statuses], "metric": self.metric}
 
 
 @dataclass
@@ -49,16 +57,25 @@ class StudyTable:
     metric: str
     title: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        return {"study_trials": list(self.rows), "metric": self.metric}
+
 
 @dataclass
 class Counts:
     counts: Counter
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts)}
 
 
 @dataclass
 class Lines:
     lines: list[str]
     style: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"notes": list(self.lines)}
 
 
 @dataclass
@@ -91,6 +108,14 @@ class OverviewRow:
     counts: Counter
     best: float | None
     warning: str | None = None  # why the row is less than it should be (a study that could not be read)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trials": self.trials,
+            "counts": dict(self.counts),
+            "best": self.best,
+            "warning": self.warning,
+        }
 
 
 class Tracker(ABC):

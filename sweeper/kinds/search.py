@@ -110,7 +110,7 @@ class SearchSweep(SweepKind):
         return [
             _study_table(rows, spec, title),
             Counts(Counter(r["state"] for r in rows)),
-            TrialTable(statuses, "workers"),
+            TrialTable(statuses, "workers", key="workers"),
         ]
 
     def overview(self, ledger: Ledger, statuses: list[TrialStatus]) -> OverviewRow:

@@ -14,6 +14,7 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +25,7 @@ from sweeper.errors import SweeperError
 from sweeper.ledger import Ledger, resolve_path, resolve_sweep, sweep_refs
 from sweeper.space import CONFIRM_ABOVE
 from sweeper.spec import load_spec
-from sweeper.states import RETRY_BY_DEFAULT
+from sweeper.states import RETRY_BY_DEFAULT, parse_states
 
 if TYPE_CHECKING:
     from sweeper.kinds.base import Outcome
@@ -55,7 +56,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SweeperError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except BrokenPipeError:
             reader_gone()
@@ -171,7 +172,7 @@ def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes
         click.echo(json.dumps(plan.to_json(), indent=2, default=str))
         return
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if dry_run:
         parts = plan.kind.plan_parts(plan.spec, plan.trials, plan.executor, plan.resources)
         print_table(views.parts(parts, tables.room(console.width)))
@@ -271,7 +272,7 @@ def finish(outcome: Outcome | None) -> None:
 @user_errors
 def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     """Every sweep at a glance, or one sweep's trials (states from one sacct call per refresh)."""
-    only = {s.strip().upper() for s in states.split(",") if s.strip()} if states else None
+    only = parse_states(states) if states else None
     sweep_dir = resolve_sweep(sweep, root) if sweep is not None else None
     room = tables.room(console.width, wide, columns)
     as_json = fmt == "json"
@@ -369,6 +370,12 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     help="Objective metric column, e.g. valid/auroc [default: the sweep's objective].",
 )
 @click.option(
+    "--direction",
+    type=click.Choice(["maximize", "minimize"]),
+    default=None,
+    help="Which way the metric is better [default: the sweep's, else by its name: losses, errors go down].",
+)
+@click.option(
     "--split", default="valid", show_default=True, help="Split of the summary columns (valid, test, ...)."
 )
 @click.option(
@@ -412,6 +419,7 @@ def analyze_command(
     top,
     filters,
     metric,
+    direction,
     split,
     no_group,
     compare_by,
@@ -447,6 +455,7 @@ def analyze_command(
     options = ReportOptions(
         split=split,
         metric=metric,
+        direction=direction,
         sort=sort_key,
         top=top,
         filters=filters,
@@ -457,7 +466,7 @@ def analyze_command(
     )
     report = build_report(where, options)
     for problem in report.analysis.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
     if fmt == "json":
         click.echo(export.to_json(report))
     elif fmt == "csv":
@@ -560,7 +569,7 @@ def retry_command(sweep, states, fresh, executor, wait, root):
     from sweeper import control
 
     ledger = Ledger(resolve_sweep(sweep, root))
-    plan = control.plan_rerun(ledger, {s.strip().upper() for s in states.split(",") if s.strip()}, executor)
+    plan = control.plan_rerun(ledger, parse_states(states), executor)
     rerun(ledger, plan, wait, fresh)
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeper import backends, kinds, profiles, provenance
+from sweeper import backends, entrypoints, kinds, profiles, provenance
 from sweeper.backends import Backend, Resources
 from sweeper.errors import SweeperError
 from sweeper.kinds import SweepKind
 from sweeper.ledger import Ledger
+from sweeper.objective import objective_warning
 from sweeper.space import CONFIRM_ABOVE, Trial
 from sweeper.spec import SweepSpec
 from sweeper.states import SUCCEEDED, TrialState, is_active
@@ -87,6 +88,10 @@ def make_plan(
     query_cluster: bool = True,
 ) -> Plan:
     """The trials (the spec's, unless given: a retry's) on the chosen backend, with its resources."""
+    if (
+        trials is None and spec.entrypoint is not None
+    ):  # a new launch: the jobs will import it, try it once here
+        entrypoints.check_importable(spec.entrypoint, *spec.line_of("entrypoint"))
     spec, profile = profiles.apply_profile(spec)
     kind = kinds.of_spec(spec)
     trials = kind.trials(spec) if trials is None else trials
@@ -95,8 +100,15 @@ def make_plan(
     asked = spec.search.workers if spec.search is not None else spec.launch.parallelism
     resources = backend.resources(spec, asked, len(trials))
     backend.prepare(resources, len(trials), query_cluster)
+    warnings = [w for w in [objective_warning(spec.objective.metric, spec.declared_direction)] if w]
     return Plan(
-        spec, trials, backend, kind, resources, kind.warnings(spec), str(profile) if profile else None
+        spec,
+        trials,
+        backend,
+        kind,
+        resources,
+        warnings + kind.warnings(spec),
+        str(profile) if profile else None,
     )
 
 

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from sweeper import __version__, backends, kinds, status, tables, views
+from sweeper import __version__, backends, extras, kinds, status, tables, views
 from sweeper.display import markdown_table
 from sweeper.errors import SweeperError
 from sweeper.ledger import Ledger, resolve_path, resolve_sweep, sweep_refs
@@ -56,6 +56,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SweeperError as exc:
+            # escaped: a message may hold brackets (`sweeper[train]`, `grid[0]`) that are not markup
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except BrokenPipeError:
@@ -530,6 +531,11 @@ def show_provenance(paths: list[str], fmt: str) -> None:
 main.add_command(analyze_command)
 
 
+def analyze_main() -> None:
+    """The `analyze` console script (and the checkout's analyze.py)."""
+    analyze_command(prog_name="analyze")
+
+
 # -- cancel / retry / resume ---------------------------------------------------------------------------------
 @main.command("cancel")
 @click.argument("sweep", shell_complete=complete_sweeps)
@@ -610,8 +616,8 @@ def rerun(ledger, plan, wait, fresh) -> None:
 def dashboard_command(sweep, host, port, root):
     """Serve optuna-dashboard on an Optuna sweep's study (learning curves, parameter importances)."""
     ledger = Ledger(resolve_sweep(sweep, root))
+    optuna_dashboard = extras.require("optuna_dashboard", "dashboard", "sweeper dashboard")
     storage = kinds.of_ledger(ledger).dashboard_storage(ledger)
-    import optuna_dashboard
 
     console.print(
         f"optuna-dashboard for study {ledger.meta['study_name']} at http://{host}:{port}/  (Ctrl-C stops it)",

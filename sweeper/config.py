@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from models import DataInfo, check_input, parse_model_config
+from sweeper.models import DataInfo, check_input, parse_model_config
 from sweeper.schema import SchemaError, from_dict
 
 # Shapes of the built-in datasets, so model/data mismatches are caught when the spec is validated.

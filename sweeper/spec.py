@@ -465,7 +465,28 @@ def parse_spec(
         _check_entrypoint(spec)
     if spec.command is not None and check_entrypoint:
         _check_command(spec)
+    if check_entrypoint:
+        _check_extras(spec)
     return spec
+
+
+def _check_extras(spec: SweepSpec) -> None:
+    """At launch: the optional parts this spec's jobs will need (they run with the launcher's Python)."""
+    from sweeper import extras
+
+    needs = []
+    if not spec.entrypoint and spec.command is None:
+        needs.append(("train", "the built-in trainer", "base"))
+    if spec.command is not None and spec.metrics.source == "tensorboard":
+        needs.append(("train", "metrics.source: tensorboard", "metrics.source"))
+    if spec.search is not None and spec.search.storage and spec.search.storage.startswith("postgres"):
+        needs.append(("postgres", "a postgresql:// storage", "search.storage"))
+    for extra, purpose, key in needs:
+        try:
+            extras.check(extra, purpose)
+        except extras.MissingExtraError as exc:
+            where, line = spec.line_of(key)
+            raise SpecError(str(exc), file=where or spec.path, key=key, line=line) from None
 
 
 def _refuse_swept_overrides(spec: SweepSpec, keys: list[str]) -> None:

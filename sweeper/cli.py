@@ -155,19 +155,40 @@ def main() -> None:
     "--yes", "-y", is_flag=True, help=f"Do not ask before launching more than {CONFIRM_ABOVE:,} trials."
 )
 @click.option("--frozen", is_flag=True, help="Refuse to launch from a git tree with uncommitted changes.")
+@click.option(
+    "--into",
+    metavar="SWEEP",
+    default=None,
+    shell_complete=complete_sweeps,
+    help="Grow this sweep (a name: its latest launch; or a sweep dir) by the spec's new trials only.",
+)
+@click.option(
+    "--allow-base-change",
+    is_flag=True,
+    help="With --into: grow even though the base config differs (the change is recorded).",
+)
 @user_errors
-def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen):
-    """Expand SPEC.yaml into trials and submit them."""
+def launch_command(
+    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, allow_base_change
+):
+    """Expand SPEC.yaml into trials and submit them (with --into: add its new trials to a sweep)."""
     from sweeper import launch
 
     if fmt == "json" and not dry_run:
         raise SweeperError("--format json: only with --dry-run (a launch shows its progress)")
+    if allow_base_change and into is None:
+        raise SweeperError(
+            "--allow-base-change: only with --into (it allows growing a sweep whose base differs)"
+        )
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()
     question = launch.size_question(spec)
     if question and not (yes or dry_run):
         confirm(question)
+    if into is not None:
+        grow_sweep(spec, Ledger(resolve_sweep(into, root)), executor, dry_run, fmt, wait, allow_base_change)
+        return
     plan = launch.make_plan(spec, executor=executor, query_cluster=True)
     if fmt == "json":
         click.echo(json.dumps(plan.to_json(), indent=2, default=str))
@@ -187,6 +208,35 @@ def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes
         highlight=False,
     )
     finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait)))
+
+
+def grow_sweep(spec, ledger, executor, dry_run, fmt, wait, allow_base_change) -> None:
+    """`launch --into`: submit only the trials the sweep does not have yet."""
+    from sweeper import grow, launch
+
+    growth = grow.plan_growth(spec, ledger, allow_base_change)
+    plan = launch.make_plan(spec, growth.new, executor or ledger.meta.get("executor"), query_cluster=True)
+    if fmt == "json":
+        click.echo(json.dumps({**plan.to_json(), **growth.to_json()}, indent=2, default=str))
+        return
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if dry_run:
+        print_table(views.parts(growth.parts(), tables.room(console.width)))
+        for line in views.plan_lines(plan):
+            console.print(line, highlight=False, markup=False)
+        return
+    plan.trials = grow.apply_growth(growth, sys.argv)
+    if not plan.trials:
+        console.print(f"{ledger.name}: nothing new to submit (every trial of the spec is in {ledger.dir})")
+        return
+    revision = len(ledger.revisions())
+    console.print(
+        f"sweep [bold]{ledger.name}[/]: revision {revision} adds {len(plan.trials)} trial(s) on "
+        f"[bold]{plan.executor}[/] -> {ledger.dir}: " + ", ".join(t.trial_id for t in plan.trials),
+        highlight=False,
+    )
+    finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), rerun=True))
 
 
 def confirm(question: str) -> None:
@@ -518,6 +568,12 @@ def show_provenance(paths: list[str], fmt: str) -> None:
             for key, value in rows:
                 table.add_row(key, value)
             console.print(table)
+        if len(sweep.revisions) > 1:  # grown or continued: each change of the sweep, in order
+            columns, cells = sweep.revision_rows()
+            if fmt == "markdown":
+                click.echo("\n" + markdown_table(columns, cells) + "\n")
+            else:
+                print_table(tables.aligned_table(columns, cells, title="revisions of the sweep"))
         jobs = [run for run in sweep.runs if len(run) > 3]  # runs that know their SLURM job
         if jobs:
             columns = list(dict.fromkeys(k for run in jobs for k in run))

@@ -63,6 +63,8 @@ def convert(annotation: Any, value: Any, key: str) -> Any:
         return value
     origin = get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in get_args(annotation):
+            return None  # not a dataclass option built from defaults: `early_stopping: null` means none
         errors = []
         for option in get_args(annotation):
             try:

@@ -395,6 +395,11 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
 )
 @click.option("--no-cache", is_flag=True, help="Read every file again instead of the summary cache.")
 @click.option(
+    "--include-invalid",
+    is_flag=True,
+    help="Count runs marked invalid (sweeper mark) in best config, effects and means (default: left out).",
+)
+@click.option(
     "--provenance",
     is_flag=True,
     help="Where the results came from: git commit and diff, command, versions, host, packages, SLURM jobs.",
@@ -418,6 +423,7 @@ def analyze_command(
     pivot,
     plots,
     no_cache,
+    include_invalid,
     provenance,
 ):
     """Summarize every run under a path: best epochs, gap, degradation, seeds, parameter effects.
@@ -454,6 +460,7 @@ def analyze_command(
         compare_by=compare_by,
         pivot=pivot_keys,
         use_cache=not no_cache,
+        include_invalid=include_invalid,
     )
     report = build_report(where, options)
     for problem in report.analysis.problems:
@@ -590,6 +597,24 @@ def rerun(ledger, plan, wait, fresh) -> None:
         highlight=False,
     )
     finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), fresh=fresh, rerun=True))
+
+
+@main.command("mark")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.argument("args", nargs=-1, metavar="[TRIAL ...] valid|partial|invalid", shell_complete=complete_trials)
+@click.option("--reason", default="", help="Why, e.g. 'WHD scheduler never decays' (kept in the ledger).")
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def mark_command(sweep, args, reason, root):
+    """Mark trials (all of the sweep's when none is named) valid, partial or invalid: analyze leaves invalid
+    runs out of best configs, effects and means; partial ones are counted and flagged."""
+    from sweeper import marks
+
+    if not args:
+        raise SweeperError("mark: give the mark (valid, partial or invalid) after the trials")
+    ledger = Ledger(resolve_sweep(sweep, root))
+    marked = marks.mark(ledger, list(args[:-1]), args[-1], reason)
+    console.print(f"marked {len(marked)} trial(s) {args[-1].lower()}: {', '.join(marked)}", highlight=False)
 
 
 @main.command("dashboard")

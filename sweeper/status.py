@@ -53,6 +53,7 @@ class TrialStatus:
     note: str | None = None  # e.g. "requeued after preemption at epoch 7"
     best: float | None = None  # the run's best objective value so far (its heartbeat's `best`)
     problem: str | None = None  # why its heartbeat could not be read (one warning line)
+    mark: str | None = None  # validity mark (valid, partial, invalid) and its reason, e.g. "invalid: bug"
 
     @property
     def finished(self) -> bool:
@@ -165,6 +166,10 @@ def sweep_status(ledger: Ledger, scheduler: dict[str, Any] | None = None) -> lis
 def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]) -> TrialStatus:
     trial = record.trial
     status = TrialStatus(trial.trial_id, trial.name, trial.params, trial.seed, S.NOT_SUBMITTED)
+    if record.mark is not None:
+        status.mark = (
+            f"{record.mark.validity}: {record.mark.reason}" if record.mark.reason else record.mark.validity
+        )
     if record.queued is not None and launcher_alive(record.queued):
         status.state = S.QUEUED
         status.attempt = len(record.attempts)

@@ -65,6 +65,8 @@ def status_table(
     columns += [column("seed"), TableColumn("state", "state"), column("epoch"), column("valid loss")]
     columns += [column(metric)] if metric != "valid/loss" else []
     columns += [column("elapsed"), column("job"), column("attempt", "left")]
+    marked = any(s.mark for s in statuses)
+    columns += [column("mark", "left", detail=True)] if marked else []
     columns += [column("error / note", "left", detail=True)]
     rows: list[list[str | Text]] = []
     for s in statuses:
@@ -84,6 +86,7 @@ def status_table(
                 duration(s.elapsed_s),
                 s.job_id or "-",
                 attempt,
+                *([one_line(s.mark or "")[:80]] if marked else []),
                 one_line(message or "")[:160],
             ]
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ from sweeper.analysis.aggregate import Comparison, Effects, Group
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
+from sweeper.marks import Validity
 from sweeper.states import FAILURES
 
 
@@ -26,6 +28,7 @@ class ReportOptions:
     pivot: tuple[str, str] | None = None
     use_cache: bool = True
     cache_dir: str | None = None
+    include_invalid: bool = False  # runs marked invalid count like the others (by default: left out)
 
 
 @dataclass
@@ -83,6 +86,9 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
     superseded = len(analysis.runs) - len(current)
     unknown = [r for r in current if not r.has_config]  # no params: not a config to rank
     current = [r for r in current if r.has_config]
+    invalid = [r for r in current if r.mark == Validity.INVALID]
+    if not options.include_invalid:
+        current = [r for r in current if r.mark != Validity.INVALID]
     runs = query.apply_filters(current, options.filters, options.split, swept)
     sort_key = query.parse_sort(options.sort, options.split, analysis.objective.maximize, swept)
     groups = aggregate.group_runs(runs, by_seed=True)
@@ -119,6 +125,8 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         names = ", ".join(os.path.basename(r.run_dir) for r in unknown[:NAMED])
         more = f" and {len(unknown) - NAMED} more" if len(unknown) > NAMED else ""
         notes.append(f"{len(unknown)} run dir(s) without a readable config.json not ranked: {names}{more}")
+    if invalid:
+        notes.append(invalid_note(invalid, options.include_invalid))
     notes += left_out_notes(groups if grouped else [], analysis.objective.metric)
     notes += failure_notes(runs)
     return Report(
@@ -137,6 +145,15 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
 
 
 NAMED = 10  # run dirs named in one note
+
+
+def invalid_note(invalid: Sequence[RunSummary], included: bool) -> str:
+    """How many runs are marked invalid, why, and whether they count."""
+    reasons = Counter(r.mark_reason or "no reason given" for r in invalid)
+    why = "; ".join(f"{reason} ({n})" if len(reasons) > 1 else reason for reason, n in reasons.most_common())
+    if included:
+        return f"{len(invalid)} run(s) marked invalid are included (--include-invalid): {why}"
+    return f"{len(invalid)} run(s) marked invalid left out: {why} (--include-invalid counts them)"
 
 
 def left_out_notes(groups: Sequence[Group], metric: str) -> list[str]:

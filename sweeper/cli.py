@@ -390,8 +390,16 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     "--plot",
     "plots",
     multiple=True,
-    metavar="[curves=|heatmap=]FILE",
-    help="Write learning curves or the pivot heatmap, e.g. --plot curves.png --plot heatmap.png.",
+    metavar="[curves=|heatmap=|scatter=]FILE",
+    help="Write learning curves, the pivot heatmap or the --correlate scatter, e.g. --plot curves.png "
+    "--plot heatmap.png --plot scatter.png.",
+)
+@click.option(
+    "--correlate",
+    default=None,
+    metavar="A,B",
+    help="Spearman and Pearson (n, p) of two numeric keys over the rows, e.g. h0,retention@100; "
+    "--plot scatter.png draws it.",
 )
 @click.option("--no-cache", is_flag=True, help="Read every file again instead of the summary cache.")
 @click.option(
@@ -422,6 +430,7 @@ def analyze_command(
     compare_by,
     pivot,
     plots,
+    correlate,
     no_cache,
     include_invalid,
     provenance,
@@ -461,6 +470,7 @@ def analyze_command(
         pivot=pivot_keys,
         use_cache=not no_cache,
         include_invalid=include_invalid,
+        correlate=correlation_keys(correlate) if correlate else None,
     )
     report = build_report(where, options)
     for problem in report.analysis.problems:
@@ -479,10 +489,18 @@ def analyze_command(
     for request in requests:
         if request.kind == "curves":
             line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
+        elif request.kind == "scatter":
+            line = plotting.plot_scatter(report.correlation, request.path)
         else:
             first = report.effects.pivots[0] if report.effects.pivots else None
             line = plotting.plot_heatmap(first, request.path, report.objective)
         err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def correlation_keys(text: str) -> tuple[str, str]:
+    from sweeper.analysis.correlate import parse_pair
+
+    return parse_pair(text)
 
 
 def show_provenance(paths: list[str], fmt: str) -> None:

@@ -133,6 +133,7 @@ def to_json(report: Report) -> str:
         "effects": effects_record(report.effects),
         "comparison": comparison_record(report.comparison, split) if report.comparison else None,
         "best": group_record(report.best, split) if report.best else None,
+        "correlation": report.correlation.to_json() if report.correlation else None,
         "problems": report.analysis.problems,
         "notes": report.notes,
     }

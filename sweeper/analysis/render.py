@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Pivot, Stat, summary_stat
+from sweeper.analysis.correlate import correlation_line
 from sweeper.analysis.query import export_name
 from sweeper.analysis.report import Report
 from sweeper.display import STATE_STYLES, format_value, markdown_table, short_names
@@ -459,6 +460,8 @@ def report_markdown(report: Report, columns: tuple[str, ...] | None = None) -> s
     best = best_line(report)
     if best:
         parts.append(f"**{best}**")
+    if report.correlation is not None:
+        parts.append(f"**{correlation_line(report.correlation)}**")
     parts += [f"_{note}_" for note in report.notes]
     return "\n\n".join(parts)
 
@@ -485,6 +488,8 @@ def report_renderables(report: Report, room: Room = NO_LIMIT) -> list[Any]:
     best = best_line(report)
     if best:
         out.append(Text(best))
+    if report.correlation is not None:
+        out.append(Text(correlation_line(report.correlation), style="bold"))
     out += [Text(note, style="dim") for note in report.notes]
     return out
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sweeper.analysis import aggregate, query
 from sweeper.analysis.aggregate import Comparison, Effects, Group
+from sweeper.analysis.correlate import Correlation, correlate
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
@@ -29,6 +30,7 @@ class ReportOptions:
     use_cache: bool = True
     cache_dir: str | None = None
     include_invalid: bool = False  # runs marked invalid count like the others (by default: left out)
+    correlate: tuple[str, str] | None = None  # two numeric keys: Spearman and Pearson over the rows
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Report:
     superseded: int = 0
     filtered_out: int = 0
     notes: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None
 
     @property
     def objective(self):
@@ -97,6 +100,9 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
     best = aggregate.best_group(rows, analysis.objective)
     rows = sort_rows(rows, sort_key, options.split, swept)
     total = len(rows)
+    correlation = None
+    if options.correlate is not None:  # over every row, not just the --top ones shown
+        correlation = correlate(rows, options.correlate, options.split, swept, grouped)
     if options.top:
         rows = rows[: options.top]
 
@@ -141,6 +147,7 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         superseded=superseded,
         filtered_out=len(current) - len(runs),
         notes=notes,
+        correlation=correlation,
     )
 
 

@@ -448,10 +448,23 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     "--plot",
     "plots",
     multiple=True,
-    metavar="[curves=|heatmap=]FILE",
-    help="Write learning curves or the pivot heatmap, e.g. --plot curves.png --plot heatmap.png.",
+    metavar="[curves=|heatmap=|scatter=]FILE",
+    help="Write learning curves, the pivot heatmap or the --correlate scatter, e.g. --plot curves.png "
+    "--plot heatmap.png --plot scatter.png.",
+)
+@click.option(
+    "--correlate",
+    default=None,
+    metavar="A,B",
+    help="Spearman and Pearson (n, p) of two numeric keys over the rows, e.g. h0,retention@100; "
+    "--plot scatter.png draws it.",
 )
 @click.option("--no-cache", is_flag=True, help="Read every file again instead of the summary cache.")
+@click.option(
+    "--include-invalid",
+    is_flag=True,
+    help="Count runs marked invalid (sweeper mark) in best config, effects and means (default: left out).",
+)
 @click.option(
     "--provenance",
     is_flag=True,
@@ -476,7 +489,9 @@ def analyze_command(
     compare_by,
     pivot,
     plots,
+    correlate,
     no_cache,
+    include_invalid,
     provenance,
 ):
     """Summarize every run under a path: best epochs, gap, degradation, seeds, parameter effects.
@@ -514,6 +529,8 @@ def analyze_command(
         compare_by=compare_by,
         pivot=pivot_keys,
         use_cache=not no_cache,
+        include_invalid=include_invalid,
+        correlate=correlation_keys(correlate) if correlate else None,
     )
     report = build_report(where, options)
     for problem in report.analysis.problems:
@@ -532,10 +549,18 @@ def analyze_command(
     for request in requests:
         if request.kind == "curves":
             line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
+        elif request.kind == "scatter":
+            line = plotting.plot_scatter(report.correlation, request.path)
         else:
             first = report.effects.pivots[0] if report.effects.pivots else None
             line = plotting.plot_heatmap(first, request.path, report.objective)
         err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def correlation_keys(text: str) -> tuple[str, str]:
+    from sweeper.analysis.correlate import parse_pair
+
+    return parse_pair(text)
 
 
 def show_provenance(paths: list[str], fmt: str) -> None:
@@ -661,6 +686,24 @@ def rerun(ledger, plan, wait, fresh) -> None:
         highlight=False,
     )
     finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), fresh=fresh, rerun=True))
+
+
+@main.command("mark")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.argument("args", nargs=-1, metavar="[TRIAL ...] valid|partial|invalid", shell_complete=complete_trials)
+@click.option("--reason", default="", help="Why, e.g. 'WHD scheduler never decays' (kept in the ledger).")
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def mark_command(sweep, args, reason, root):
+    """Mark trials (all of the sweep's when none is named) valid, partial or invalid: analyze leaves invalid
+    runs out of best configs, effects and means; partial ones are counted and flagged."""
+    from sweeper import marks
+
+    if not args:
+        raise SweeperError("mark: give the mark (valid, partial or invalid) after the trials")
+    ledger = Ledger(resolve_sweep(sweep, root))
+    marked = marks.mark(ledger, list(args[:-1]), args[-1], reason)
+    console.print(f"marked {len(marked)} trial(s) {args[-1].lower()}: {', '.join(marked)}", highlight=False)
 
 
 @main.command("dashboard")

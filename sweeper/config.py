@@ -36,6 +36,8 @@ class DataConfig:
     download: bool = False  # cifar only: download into data_root if the folder is missing
     valid: Literal["split", "test"] = "split"  # split: hold out valid_fraction of train; test: the test split
     valid_fraction: float = 0.2
+    # held out of the training split where the data has no test split: for the final test evaluation
+    test_fraction: float = 0.0
     # The train/valid split is fixed by its own seed, not the trial's, so every run sees the same split.
     split_seed: int = 0
     # dataset: per-channel (per-feature) statistics of the training split; sample: each sample mean 0 /
@@ -47,6 +49,8 @@ class DataConfig:
             self.normalize = "dataset" if self.normalize else "none"
         if self.valid == "split" and not 0.0 < self.valid_fraction < 1.0:
             raise SchemaError("valid_fraction", f"must be between 0 and 1, got {self.valid_fraction}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise SchemaError("test_fraction", f"must be at least 0 and below 1, got {self.test_fraction}")
         if self.name == "file" and not self.path:
             raise SchemaError("path", "data `file` needs a `path` to a .npz or .pt file")
         if self.path and not self.path.endswith((".npz", ".pt", ".pth")):

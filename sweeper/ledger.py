@@ -11,7 +11,7 @@
                            keys changed old -> new)
         attempts.jsonl     append-only events, one line each, written under a lock: queued / dequeued (a
                            local launcher's queue), submitted, started, requeued, ended, accounted (the
-                           scheduler's end record)
+                           scheduler's end record), marked (a validity mark: sweeper/marks.py)
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>
 
@@ -31,6 +31,7 @@ from typing import Any
 from sweeper import yamlio
 from sweeper.errors import SweeperError
 from sweeper.fsutil import append_jsonl, atomic_write_json, atomic_write_text, locked, read_json, read_jsonl
+from sweeper.marks import MARK_EVENT, Mark, marks_of_events
 from sweeper.space import Trial
 from sweeper.states import TrialState
 
@@ -75,6 +76,7 @@ class TrialRecord:
     attempts: list[dict] = field(default_factory=list)  # one dict per submission, merged with its events
     queued: dict | None = None  # held in a local launcher's queue (its pid and host), not submitted yet
     revision: int = 1  # the revision of the sweep that added the trial (1: the launch)
+    mark: Mark | None = None  # the researcher's latest validity mark (sweeper/marks.py)
 
     @property
     def latest(self) -> dict | None:
@@ -173,6 +175,9 @@ class Ledger:
             if record is None:
                 continue
             kind = event.get("event")
+            if kind == MARK_EVENT:  # a verdict on the trial, not an attempt
+                record.mark = marks_of_events([event]).get(record.trial.trial_id) or record.mark
+                continue
             if kind == "queued":
                 record.queued = event
                 continue

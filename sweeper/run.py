@@ -9,6 +9,7 @@
             run.save_checkpoint({"epoch": epoch, "model": model.state_dict(), ...})
             if run.should_prune():
                 raise sweeper.TrialPruned()
+        run.summary(**{"test/acc": test_acc})   # numbers made once, into summary.json
 
 A function that returns normally ends its trial COMPLETED (stopping early is fine: say why with
 `run.set_note(...)`); `sweeper.TrialPruned` ends it PRUNED; any other exception ends it FAILED.
@@ -135,6 +136,18 @@ class Run:
         best = self._status.get("best")
         if best is None or (value != best["value"] and self.objective.better(value, best["value"]) == value):
             self._status["best"] = {"value": value, "epoch": epoch}
+
+    def summary(self, numbers: dict[str, Any] | None = None, **more: Any) -> dict[str, float | None]:
+        """Record numbers the run produces once (`run.summary(**{"test/acc": 0.97}, h0=3.2)`), in summary.json
+        (docs/metrics.md); analyze shows them as columns and ranks by them (`--metric test/acc`)."""
+        from sweeper.metrics import write_summary
+
+        try:
+            return write_summary(self.run_dir, {**(numbers or {}), **more})
+        except TypeError as exc:
+            from sweeper.errors import SweeperError
+
+            raise SweeperError(f"run.summary: {exc}") from None
 
     def add_stop_hook(self, hook: Callable[[], None]) -> None:
         """Called when the job is about to be requeued (timeout, preemption), before it exits: e.g. to pass

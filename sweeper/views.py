@@ -68,6 +68,8 @@ def status_table(
     columns += [column("elapsed"), column("job"), column("attempt", "left")]
     grown = any(s.revision > 1 for s in statuses)
     columns += [column("rev")] if grown else []
+    marked = any(s.mark for s in statuses)
+    columns += [column("mark", "left", detail=True)] if marked else []
     columns += [column("error / note", "left", detail=True)]
     rows: list[list[str | Text]] = []
     for s in statuses:
@@ -88,6 +90,7 @@ def status_table(
                 s.job_id or "-",
                 attempt,
                 *([str(s.revision)] if grown else []),
+                *([one_line(s.mark or "")[:80]] if marked else []),
                 one_line(message or "")[:160],
             ]
         )

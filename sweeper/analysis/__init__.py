@@ -7,6 +7,7 @@ Reads only files (works on a copy of runs/ with no SLURM and no Optuna). The mod
 - cache: per-run summaries keyed by the files' stat, never stale
 - query: --filter / --sort / --compare-by keys
 - aggregate: seed groups (mean +- std), parameter effects and pivots, comparisons
+- correlate: Spearman / Pearson of two keys over the rows (--correlate)
 - report: one `analyze` invocation without the rendering; export: csv / json; plots: matplotlib PNGs
 """
 

@@ -1,7 +1,7 @@
 """What researchers ask of runs by name: `--filter 'model.layers==6'`, `--sort gap`, `--compare-by KEY`.
 
 A key is looked up, in order, as a summary field (`best_valid_acc`, `gap_at_best`, ...), a run attribute
-(`name`, `seed`, `state`, ...), a swept parameter (full dotted key, or its last part where that is
+(`name`, `seed`, `state`, `mark`, ...), a number of the run's summary.json (`test/acc`), a swept parameter (full dotted key, or its last part where that is
 unambiguous) and finally a dotted path into the run's training config (config.json's `config`).
 Filters are parsed by a small grammar (KEY OP LITERAL), never evaluated as Python.
 """
@@ -33,6 +33,8 @@ RUN_ATTRIBUTES = (
     "epochs_planned",
     "optuna_trial",
     "optuna_state",
+    "mark",
+    "mark_reason",
 )
 # Summary fields where a smaller value is the better one (sorted ascending by default).
 SMALLER_IS_BETTER = {
@@ -86,6 +88,8 @@ def lookup(run: RunSummary, key: str, split: str, swept: Sequence[str]) -> Any:
     if key in RUN_ATTRIBUTES:
         value = getattr(run, key)
         return MISSING if value is None else value
+    if key in run.summary:
+        return run.summary[key]
     param = param_key(key, list(run.params) or list(swept))
     if param is not None and param in run.params:
         return run.params[param]
@@ -95,6 +99,7 @@ def lookup(run: RunSummary, key: str, split: str, swept: Sequence[str]) -> Any:
 
 def known_keys(runs: Sequence[RunSummary], split: str, swept: Sequence[str]) -> list[str]:
     keys = [export_name(f, split) for f in FIELDS] + list(RUN_ATTRIBUTES) + list(swept)
+    keys += list(dict.fromkeys(name for run in runs for name in run.summary))
     if runs:
         from sweeper.schema import flatten
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sweeper.analysis import aggregate, query
 from sweeper.analysis.aggregate import Comparison, Effects, Group
+from sweeper.analysis.correlate import Correlation, correlate
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
+from sweeper.marks import Validity
 from sweeper.states import FAILURES
 
 
@@ -27,6 +30,8 @@ class ReportOptions:
     pivot: tuple[str, str] | None = None
     use_cache: bool = True
     cache_dir: str | None = None
+    include_invalid: bool = False  # runs marked invalid count like the others (by default: left out)
+    correlate: tuple[str, str] | None = None  # two numeric keys: Spearman and Pearson over the rows
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Report:
     superseded: int = 0
     filtered_out: int = 0
     notes: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None
 
     @property
     def objective(self):
@@ -86,6 +92,9 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
     superseded = len(analysis.runs) - len(current)
     unknown = [r for r in current if not r.has_config]  # no params: not a config to rank
     current = [r for r in current if r.has_config]
+    invalid = [r for r in current if r.mark == Validity.INVALID]
+    if not options.include_invalid:
+        current = [r for r in current if r.mark != Validity.INVALID]
     runs = query.apply_filters(current, options.filters, options.split, swept)
     sort_key = query.parse_sort(options.sort, options.split, analysis.objective.maximize, swept)
     groups = aggregate.group_runs(runs, by_seed=True)
@@ -94,6 +103,9 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
     best = aggregate.best_group(rows, analysis.objective)
     rows = sort_rows(rows, sort_key, options.split, swept)
     total = len(rows)
+    correlation = None
+    if options.correlate is not None:  # over every row, not just the --top ones shown
+        correlation = correlate(rows, options.correlate, options.split, swept, grouped)
     if options.top:
         rows = rows[: options.top]
 
@@ -122,6 +134,8 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         names = ", ".join(os.path.basename(r.run_dir) for r in unknown[:NAMED])
         more = f" and {len(unknown) - NAMED} more" if len(unknown) > NAMED else ""
         notes.append(f"{len(unknown)} run dir(s) without a readable config.json not ranked: {names}{more}")
+    if invalid:
+        notes.append(invalid_note(invalid, options.include_invalid))
     notes += left_out_notes(groups if grouped else [], analysis.objective.metric)
     notes += failure_notes(runs)
     return Report(
@@ -136,10 +150,20 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         superseded=superseded,
         filtered_out=len(current) - len(runs),
         notes=notes,
+        correlation=correlation,
     )
 
 
 NAMED = 10  # run dirs named in one note
+
+
+def invalid_note(invalid: Sequence[RunSummary], included: bool) -> str:
+    """How many runs are marked invalid, why, and whether they count."""
+    reasons = Counter(r.mark_reason or "no reason given" for r in invalid)
+    why = "; ".join(f"{reason} ({n})" if len(reasons) > 1 else reason for reason, n in reasons.most_common())
+    if included:
+        return f"{len(invalid)} run(s) marked invalid are included (--include-invalid): {why}"
+    return f"{len(invalid)} run(s) marked invalid left out: {why} (--include-invalid counts them)"
 
 
 def left_out_notes(groups: Sequence[Group], metric: str) -> list[str]:

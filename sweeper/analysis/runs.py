@@ -5,12 +5,14 @@ A run dir is a directory holding metrics.parquet, config.json or status.json, or
 at a time (by forked processes past 2,000 runs), into flat columns that `summarize` reduces with numpy: no
 Python loop ever walks the rows. A file that cannot be read (or a missing config.json) costs one problem
 line, not the analysis. Where a run dir's status.json has not seen the end (a job killed by SIGKILL, an
-unreadable file), the state and error come from the sweep's ledger (attempts.jsonl).
+unreadable file), the state and error come from the sweep's ledger (attempts.jsonl), as do validity marks;
+summary.json (numbers a run made once) is read for every run, outside the cache.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -31,7 +33,7 @@ from sweeper.analysis import summarize as summary_numbers
 from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
 from sweeper.errors import SweeperError
 from sweeper.fsutil import read_json
-from sweeper.metrics import METRICS_FILE
+from sweeper.metrics import METRICS_FILE, SUMMARY_FILE
 from sweeper.objective import Objective
 from sweeper.run import CONFIG_FILE, STATUS_FILE
 from sweeper.states import FINISHED, NOT_A_RESULT
@@ -82,6 +84,9 @@ class RunSummary:
     diverged: bool | None = None
     sweep_dir: str = field(default="", repr=False)  # the dir holding the run dir
     has_config: bool = True  # config.json was read: the run's config and params are known
+    mark: str | None = None  # the trial's validity mark in its sweep's ledger (valid, partial, invalid)
+    mark_reason: str | None = None
+    summary: dict[str, float | None] = field(default_factory=dict)  # summary.json: numbers made once
     _config: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,10 +117,17 @@ class Analysis:
 
     @property
     def metrics(self) -> list[str]:
-        """Every metric column some run has."""
+        """Every metric column some run has, then every summary number (summary.json) some run has."""
         seen: dict[str, None] = {}
         for run in self.runs:
             seen.update(dict.fromkeys(run.metrics))
+        return list(seen) + [name for name in self.summary_names if name not in seen]
+
+    @property
+    def summary_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for run in self.runs:
+            seen.update(dict.fromkeys(run.summary))
         return list(seen)
 
 
@@ -516,6 +528,8 @@ def analyze(
     runs = [_to_summary(run, records[run.path], ends[run.parent]) for run in found]
     problems = [problem for run in found for problem in records[run.path][3]]
     _mark_superseded(runs)
+    _apply_marks(runs, parents)
+    _read_summaries(runs, objective, problems)
     return Analysis(
         runs=runs,
         problems=problems,
@@ -556,6 +570,36 @@ def _ledger_ends(
             else:  # started again: it runs (or its end is still unknown)
                 ends.pop(attempt["run_dir"], None)
     return {name: end for name, end in ends.items() if end[0]}
+
+
+def _read_summaries(runs: list[RunSummary], objective: Objective, problems: list[str]) -> None:
+    """Each run's summary.json (read every time: it is not part of the cache key). Where the objective is a
+    summary number rather than a metrics column (`--metric test/acc`), it is the run's objective value."""
+    for run in runs:
+        path = os.path.join(run.run_dir, SUMMARY_FILE)
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue
+        data = _read_json(path, size, problems) or {}
+        run.summary = {
+            str(k): float(v)
+            for k, v in data.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        if objective.metric not in run.metrics and objective.metric in run.summary:
+            run.objective, run.objective_epoch = run.summary[objective.metric], None
+
+
+def _apply_marks(runs: list[RunSummary], parents: list[str]) -> None:
+    """Each run gets its trial's validity mark from its sweep's ledger (read every time, like the ends)."""
+    from sweeper.marks import read_marks
+
+    marks = {parent: read_marks(parent) for parent in parents}
+    for run in runs:
+        found = marks.get(run.sweep_dir, {}).get(run.trial_id)
+        if found is not None:
+            run.mark, run.mark_reason = str(found.validity), found.reason
 
 
 def _mark_superseded(runs: list[RunSummary]) -> None:

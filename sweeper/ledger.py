@@ -11,7 +11,9 @@
                            keys changed old -> new)
         attempts.jsonl     append-only events, one line each, written under a lock: queued / dequeued (a
                            local launcher's queue), submitted, started, requeued, ended, accounted (the
-                           scheduler's end record), marked (a validity mark: sweeper/marks.py)
+                           scheduler's end record), marked (a validity mark: sweeper/marks.py); and the
+                           sweep's own (no trial id): end_job, end_ran
+        summary.md, summary.json   analyze's report, written at the sweep's end when `launch.on_end` is set
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>
 
@@ -205,6 +207,10 @@ class Ledger:
             match[f"{kind}_at"] = event.get("time")
             match["last_event"] = kind
         return records
+
+    def sweep_events(self, kind: str) -> list[dict]:
+        """Events of the sweep itself (no trial id), e.g. its end job's or its feeder's, oldest first."""
+        return [e for e in self.events() if e.get("event") == kind and "trial_id" not in e]
 
     def next_attempts(self, trials: list[Trial]) -> dict[str, int]:
         """The attempt number each of these trials' next submission gets."""

@@ -56,12 +56,38 @@ class LaunchSpec:
     threads: int | None = (
         None  # torch threads per job; default: cpus_per_task on SLURM, cores/parallelism locally
     )
+    # A shell command run once when every trial has ended (sweeper/sweep_end.py), e.g. `mail -s ...`.
+    on_end: str | None = None
 
     def validate(self) -> None:
         if self.parallelism is not None and self.parallelism < 1:
             raise SchemaError("parallelism", f"must be at least 1, got {self.parallelism}")
         if self.time_min < 1:
             raise SchemaError("time_min", f"must be at least 1 minute, got {self.time_min}")
+        if self.on_end is not None:
+            problem = end_command_problem(self.on_end)
+            if problem:
+                raise SchemaError("on_end", problem)
+
+
+END_PLACEHOLDERS = ("sweep_dir", "name", "counts")  # what `launch.on_end` may name, as {sweep_dir}
+
+
+def end_command_problem(command: str) -> str | None:
+    """Why `launch.on_end` cannot be rendered (an unknown or malformed placeholder), or None."""
+    import string
+
+    if not command.strip():
+        return "is empty (give a shell command, or leave `on_end` out)"
+    try:
+        fields = [name for _text, name, _spec, _conv in string.Formatter().parse(command) if name is not None]
+    except ValueError as exc:
+        return f"{exc} (write a literal brace as {{{{ or }}}})"
+    for name in fields:
+        if name not in END_PLACEHOLDERS:
+            known = ", ".join(f"{{{p}}}" for p in END_PLACEHOLDERS)
+            return f"unknown placeholder {{{name}}}{did_you_mean(name, END_PLACEHOLDERS)}; known: {known}"
+    return None
 
 
 SAMPLERS = {

@@ -144,10 +144,15 @@ def one_line(text: str) -> str:
 
 def sources_text(result: Refresh) -> list[Text]:
     """Where the states came from, and why that is less than usual."""
-    parts = [Text(f"states from {SOURCES.get(result.source, result.source)}", style="dim")]
+
+    # one line each, never wrapped (a warning names a path that grep must find whole)
+    def line(text: str, style: str) -> Text:
+        return Text(text, style=style, no_wrap=True, overflow="ignore")
+
+    parts = [line(f"states from {SOURCES.get(result.source, result.source)}", "dim")]
     if result.warning:
-        parts.append(Text(f"warning: {result.warning}", style="yellow"))
-    parts += [Text(f"warning: {problem}", style="yellow") for problem in result.problems]
+        parts.append(line(f"warning: {result.warning}", "yellow"))
+    parts += [line(f"warning: {problem}", "yellow") for problem in result.problems]
     return parts
 
 

@@ -635,6 +635,38 @@ def mark_command(sweep, args, reason, root):
     console.print(f"marked {len(marked)} trial(s) {args[-1].lower()}: {', '.join(marked)}", highlight=False)
 
 
+@main.command("note")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.option(
+    "--notebook",
+    type=click.Path(),
+    default=None,
+    help="The notebook file to add the entry to [default: EXPERIMENTS.md beside the runs dir].",
+)
+@click.option(
+    "--vs", default=None, help="The sweep to compare with [default: the previous one of this name]."
+)
+@click.option(
+    "--compare-by", default=None, metavar="KEY", help="Results side by side per value, e.g. model.residual."
+)
+@click.option("--hypothesis", default=None, help="The Hypothesis section's text (replaces it).")
+@click.option("--conclusion", default=None, help="The Conclusion section's text (replaces it).")
+@click.option("--html", is_flag=True, help="Also write report.html (offline, self-contained) and link it.")
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def note_command(sweep, notebook, vs, compare_by, hypothesis, conclusion, html, root):
+    """Write the sweep's lab-notebook entry: NOTE.md in its sweep dir, and the entry in the notebook
+    (updated in place; the Hypothesis, Observations, Conclusion and Next steps text is kept)."""
+    from sweeper.notebook import NoteOptions, write_note
+
+    options = NoteOptions(notebook, vs, compare_by, hypothesis, conclusion, root, html)
+    written = write_note(sweep, options)
+    action = "updated" if written.replaced else "added"
+    console.print(f"wrote {written.note}; {action} its entry in {written.notebook}", highlight=False)
+    for path in [*written.plots, *([written.html] if written.html else [])]:
+        console.print(f"  {path}", highlight=False)
+
+
 @main.command("dashboard")
 @click.argument("sweep", shell_complete=complete_sweeps)
 @click.option("--host", default="127.0.0.1", show_default=True)

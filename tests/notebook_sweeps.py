@@ -13,6 +13,7 @@ EXTRA = """
 grid:
   optim.weight_decay: [0.0, 0.1]
 seeds: [0, 1]
+notes: {hypothesis: "weight decay helps on digits", summary: "A first look at weight decay."}
 """
 
 

@@ -338,9 +338,10 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json"]),
+    type=click.Choice(["table", "markdown", "csv", "json", "html"]),
     default="table",
     show_default=True,
+    help="html: one self-contained page (no network), e.g. analyze SWEEP --format html > report.html.",
 )
 @click.option(
     "--sort",
@@ -443,7 +444,7 @@ def analyze_command(
     if provenance:
         show_provenance(where, fmt)
         return
-    if (wide or columns) and fmt in ("csv", "json"):
+    if (wide or columns) and fmt in ("csv", "json", "html"):
         raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
     from sweeper.analysis import export
     from sweeper.analysis import plots as plotting
@@ -479,6 +480,10 @@ def analyze_command(
         click.echo(export.to_json(report))
     elif fmt == "csv":
         click.echo(export.to_csv(report), nl=False)
+    elif fmt == "html":
+        from sweeper.analysis.html import report_html
+
+        click.echo(report_html(report), nl=False)
     elif fmt == "markdown":
         click.echo(analysis_render.report_markdown(report, tables.parse_columns(columns)))
     else:

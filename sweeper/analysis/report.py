@@ -47,6 +47,7 @@ class Report:
     filtered_out: int = 0
     notes: list[str] = field(default_factory=list)
     correlation: Correlation | None = None
+    invalid: list[RunSummary] = field(default_factory=list)  # marked invalid, left out (unless included)
 
     @property
     def objective(self):
@@ -148,6 +149,7 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         filtered_out=len(current) - len(runs),
         notes=notes,
         correlation=correlation,
+        invalid=[] if options.include_invalid else invalid,
     )
 
 

@@ -446,7 +446,6 @@ def analyze_command(
         return
     if (wide or columns) and fmt in ("csv", "json", "html"):
         raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
-    from sweeper.analysis import export
     from sweeper.analysis import plots as plotting
     from sweeper.analysis import render as analysis_render
     from sweeper.analysis.report import ReportOptions, build_report
@@ -476,6 +475,22 @@ def analyze_command(
     report = build_report(where, options)
     for problem in report.analysis.problems:
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+    show_report(report, fmt, wide, columns)
+    for request in requests:
+        if request.kind == "curves":
+            line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
+        elif request.kind == "scatter":
+            line = plotting.plot_scatter(report.correlation, request.path)
+        else:
+            first = report.effects.pivots[0] if report.effects.pivots else None
+            line = plotting.plot_heatmap(first, request.path, report.objective)
+        err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def show_report(report, fmt: str, wide: bool, columns: str | None) -> None:
+    from sweeper.analysis import export
+    from sweeper.analysis import render as analysis_render
+
     if fmt == "json":
         click.echo(export.to_json(report))
     elif fmt == "csv":
@@ -491,15 +506,6 @@ def analyze_command(
             report, tables.room(console.width, wide, columns)
         ):
             console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text), crop=False)
-    for request in requests:
-        if request.kind == "curves":
-            line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
-        elif request.kind == "scatter":
-            line = plotting.plot_scatter(report.correlation, request.path)
-        else:
-            first = report.effects.pivots[0] if report.effects.pivots else None
-            line = plotting.plot_heatmap(first, request.path, report.objective)
-        err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def correlation_keys(text: str) -> tuple[str, str]:

@@ -7,7 +7,10 @@ import json
 import subprocess
 import time
 
-from tests.conftest import tiny_spec
+import pytest
+
+from sweeper.ledger import Ledger
+from tests.conftest import tiny_spec, write_spec
 from tests.test_analysis import private_cache  # noqa: F401 (autouse fixture)
 from tests.test_analysis_export import markdown_tables, strict_json
 
@@ -236,3 +239,32 @@ def test_compare_by_puts_the_groups_side_by_side(notebook_sweep, cli, tmp_path):
         table = markdown_tables(block)[0]
         assert [row[0] for row in table[1:]] == [f"weight_decay={value}"]
         assert table[1][table[0].index("n")] == "2"
+
+
+@pytest.mark.slurm
+def test_the_entry_of_a_slurm_sweep_names_its_jobs(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: nbslurm
+        entrypoint: jobfns:slow_counter
+        base: {epochs: 2, sleep: 0.1, lr: 0.0}
+        grid: {lr: [0.1, 0.2]}
+        launch: {profile: local, parallelism: 2}
+        """,
+    )
+    try:
+        cli("launch", "spec.yaml", "--wait")
+        sweep = (tmp_path / "runs" / "nbslurm" / "latest").resolve()
+        attempts = [json.loads(line) for line in (sweep / "attempts.jsonl").read_text().splitlines()]
+        array = {e["job_id"].split("_")[0] for e in attempts if e["event"] == "submitted"}
+        cli("note", "nbslurm")
+        facts = facts_of((tmp_path / "EXPERIMENTS.md").read_text())
+        assert facts["SLURM jobs"] == ", ".join(sorted(array)) and facts["trials"] == "2: COMPLETED 2"
+        assert facts["compute"].endswith("0 GPU hours (2 attempts)")
+        cpus = Ledger(sweep).launched_spec().launch.slurm.cpus_per_task
+        assert float(facts["compute"].split()[0]) > 0 and cpus >= 1
+    finally:
+        for line in (tmp_path / "runs").glob("*/*/attempts.jsonl"):
+            ids = {json.loads(x)["job_id"].split("_")[0] for x in line.read_text().splitlines()}
+            subprocess.run(["scancel", *sorted(ids)], capture_output=True)

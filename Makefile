@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench-analyze bench-train bench-tune bench-slurm clean
 
-$(STAMP): pyproject.toml
+# The repo's venv: every extra (`sweeper[all]`) and the dev tools, editable, with the tested torch pinned
+# by constraints.txt (the library itself declares ranges).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models import build_model  # noqa: E402
 from sweeper.config import parse_train_config  # noqa: E402
 from sweeper.data import load_data  # noqa: E402
+from sweeper.models import build_model  # noqa: E402
 from sweeper.run import Run  # noqa: E402
 from sweeper.train import train  # noqa: E402
 

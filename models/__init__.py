@@ -125,12 +125,12 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "vit": ModelEntry(ViTConfig, "models.vit:build", ("image",)),
+    "vit": ModelEntry(ViTConfig, "sweeper.models.vit:build", ("image",)),
     "seq_transformer": ModelEntry(
-        SeqTransformerConfig, "models.seq_transformer:build", ("sequence", "image")
+        SeqTransformerConfig, "sweeper.models.seq_transformer:build", ("sequence", "image")
     ),
-    "resnet18": ModelEntry(ResNetConfig, "models.resnet:build", ("image",)),
-    "mlp": ModelEntry(MLPConfig, "models.mlp:build", ("flat", "image", "sequence")),
+    "resnet18": ModelEntry(ResNetConfig, "sweeper.models.resnet:build", ("image",)),
+    "mlp": ModelEntry(MLPConfig, "sweeper.models.mlp:build", ("flat", "image", "sequence")),
 }
 
 

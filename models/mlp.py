@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from models import DataInfo, MLPConfig
+from sweeper.models import DataInfo, MLPConfig
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import DataInfo, ResNetConfig
+from sweeper.models import DataInfo, ResNetConfig
 
 
 class BasicBlock(nn.Module):

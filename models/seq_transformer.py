@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models import DataInfo, SeqTransformerConfig
-from models.transformer import Encoder
+from sweeper.models import DataInfo, SeqTransformerConfig
+from sweeper.models.transformer import Encoder
 
 
 class LineTokenizer(nn.Module):

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import TransformerConfig
-from models.mhc import HyperConnection
+from sweeper.models import TransformerConfig
+from sweeper.models.mhc import HyperConnection
 
 
 class SelfAttention(nn.Module):

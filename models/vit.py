@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models import DataInfo, ViTConfig
-from models.transformer import Encoder
+from sweeper.models import DataInfo, ViTConfig
+from sweeper.models.transformer import Encoder
 
 
 class ViT(nn.Module):

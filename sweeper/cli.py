@@ -14,17 +14,18 @@ import click
 from click.shell_completion import CompletionItem
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from sweeper import __version__, backends, kinds, status, tables, views
+from sweeper import __version__, backends, extras, kinds, status, tables, views
 from sweeper.display import markdown_table
 from sweeper.errors import SweeperError
 from sweeper.ledger import Ledger, resolve_path, resolve_sweep, sweep_refs
 from sweeper.space import CONFIRM_ABOVE
 from sweeper.spec import load_spec
-from sweeper.states import RETRY_BY_DEFAULT
+from sweeper.states import RETRY_BY_DEFAULT, parse_states
 
 if TYPE_CHECKING:
     from sweeper.kinds.base import Outcome
@@ -55,7 +56,8 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SweeperError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message may hold brackets (`sweeper[train]`, `grid[0]`) that are not markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         except BrokenPipeError:
             reader_gone()
@@ -153,25 +155,46 @@ def main() -> None:
     "--yes", "-y", is_flag=True, help=f"Do not ask before launching more than {CONFIRM_ABOVE:,} trials."
 )
 @click.option("--frozen", is_flag=True, help="Refuse to launch from a git tree with uncommitted changes.")
+@click.option(
+    "--into",
+    metavar="SWEEP",
+    default=None,
+    shell_complete=complete_sweeps,
+    help="Grow this sweep (a name: its latest launch; or a sweep dir) by the spec's new trials only.",
+)
+@click.option(
+    "--allow-base-change",
+    is_flag=True,
+    help="With --into: grow even though the base config differs (the change is recorded).",
+)
 @user_errors
-def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen):
-    """Expand SPEC.yaml into trials and submit them."""
+def launch_command(
+    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, allow_base_change
+):
+    """Expand SPEC.yaml into trials and submit them (with --into: add its new trials to a sweep)."""
     from sweeper import launch
 
     if fmt == "json" and not dry_run:
         raise SweeperError("--format json: only with --dry-run (a launch shows its progress)")
+    if allow_base_change and into is None:
+        raise SweeperError(
+            "--allow-base-change: only with --into (it allows growing a sweep whose base differs)"
+        )
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()
     question = launch.size_question(spec)
     if question and not (yes or dry_run):
         confirm(question)
+    if into is not None:
+        grow_sweep(spec, Ledger(resolve_sweep(into, root)), executor, dry_run, fmt, wait, allow_base_change)
+        return
     plan = launch.make_plan(spec, executor=executor, query_cluster=True)
     if fmt == "json":
         click.echo(json.dumps(plan.to_json(), indent=2, default=str))
         return
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if dry_run:
         parts = plan.kind.plan_parts(plan.spec, plan.trials, plan.executor, plan.resources)
         print_table(views.parts(parts, tables.room(console.width)))
@@ -185,6 +208,35 @@ def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes
         highlight=False,
     )
     finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait)))
+
+
+def grow_sweep(spec, ledger, executor, dry_run, fmt, wait, allow_base_change) -> None:
+    """`launch --into`: submit only the trials the sweep does not have yet."""
+    from sweeper import grow, launch
+
+    growth = grow.plan_growth(spec, ledger, allow_base_change)
+    plan = launch.make_plan(spec, growth.new, executor or ledger.meta.get("executor"), query_cluster=True)
+    if fmt == "json":
+        click.echo(json.dumps({**plan.to_json(), **growth.to_json()}, indent=2, default=str))
+        return
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if dry_run:
+        print_table(views.parts(growth.parts(), tables.room(console.width)))
+        for line in views.plan_lines(plan):
+            console.print(line, highlight=False, markup=False)
+        return
+    plan.trials = grow.apply_growth(growth, sys.argv)
+    if not plan.trials:
+        console.print(f"{ledger.name}: nothing new to submit (every trial of the spec is in {ledger.dir})")
+        return
+    revision = len(ledger.revisions())
+    console.print(
+        f"sweep [bold]{ledger.name}[/]: revision {revision} adds {len(plan.trials)} trial(s) on "
+        f"[bold]{plan.executor}[/] -> {ledger.dir}: " + ", ".join(t.trial_id for t in plan.trials),
+        highlight=False,
+    )
+    finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), rerun=True))
 
 
 def confirm(question: str) -> None:
@@ -271,7 +323,7 @@ def finish(outcome: Outcome | None) -> None:
 @user_errors
 def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     """Every sweep at a glance, or one sweep's trials (states from one sacct call per refresh)."""
-    only = {s.strip().upper() for s in states.split(",") if s.strip()} if states else None
+    only = parse_states(states) if states else None
     sweep_dir = resolve_sweep(sweep, root) if sweep is not None else None
     room = tables.room(console.width, wide, columns)
     as_json = fmt == "json"
@@ -370,6 +422,12 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     help="Objective metric column, e.g. valid/auroc [default: the sweep's objective].",
 )
 @click.option(
+    "--direction",
+    type=click.Choice(["maximize", "minimize"]),
+    default=None,
+    help="Which way the metric is better [default: the sweep's, else by its name: losses, errors go down].",
+)
+@click.option(
     "--split", default="valid", show_default=True, help="Split of the summary columns (valid, test, ...)."
 )
 @click.option(
@@ -426,6 +484,7 @@ def analyze_command(
     top,
     filters,
     metric,
+    direction,
     split,
     no_group,
     compare_by,
@@ -462,6 +521,7 @@ def analyze_command(
     options = ReportOptions(
         split=split,
         metric=metric,
+        direction=direction,
         sort=sort_key,
         top=top,
         filters=filters,
@@ -474,7 +534,7 @@ def analyze_command(
     )
     report = build_report(where, options)
     for problem in report.analysis.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
     show_report(report, fmt, wide, columns)
     for request in requests:
         if request.kind == "curves":
@@ -544,6 +604,12 @@ def show_provenance(paths: list[str], fmt: str) -> None:
             for key, value in rows:
                 table.add_row(key, value)
             console.print(table)
+        if len(sweep.revisions) > 1:  # grown or continued: each change of the sweep, in order
+            columns, cells = sweep.revision_rows()
+            if fmt == "markdown":
+                click.echo("\n" + markdown_table(columns, cells) + "\n")
+            else:
+                print_table(tables.aligned_table(columns, cells, title="revisions of the sweep"))
         jobs = [run for run in sweep.runs if len(run) > 3]  # runs that know their SLURM job
         if jobs:
             columns = list(dict.fromkeys(k for run in jobs for k in run))
@@ -555,6 +621,11 @@ def show_provenance(paths: list[str], fmt: str) -> None:
 
 
 main.add_command(analyze_command)
+
+
+def analyze_main() -> None:
+    """The `analyze` console script (and the checkout's analyze.py)."""
+    analyze_command(prog_name="analyze")
 
 
 # -- cancel / retry / resume ---------------------------------------------------------------------------------
@@ -596,7 +667,7 @@ def retry_command(sweep, states, fresh, executor, wait, root):
     from sweeper import control
 
     ledger = Ledger(resolve_sweep(sweep, root))
-    plan = control.plan_rerun(ledger, {s.strip().upper() for s in states.split(",") if s.strip()}, executor)
+    plan = control.plan_rerun(ledger, parse_states(states), executor)
     rerun(ledger, plan, wait, fresh)
 
 
@@ -687,8 +758,8 @@ def note_command(sweep, notebook, vs, compare_by, hypothesis, conclusion, html, 
 def dashboard_command(sweep, host, port, root):
     """Serve optuna-dashboard on an Optuna sweep's study (learning curves, parameter importances)."""
     ledger = Ledger(resolve_sweep(sweep, root))
+    optuna_dashboard = extras.require("optuna_dashboard", "dashboard", "sweeper dashboard")
     storage = kinds.of_ledger(ledger).dashboard_storage(ledger)
-    import optuna_dashboard
 
     console.print(
         f"optuna-dashboard for study {ledger.meta['study_name']} at http://{host}:{port}/  (Ctrl-C stops it)",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from sweeper import command_template, metric_sources, yamlio
+from sweeper import command_template, extras, metric_sources, yamlio
 from sweeper.errors import TrialFailed
 from sweeper.fsutil import atomic_write_text
 from sweeper.metrics import METRICS_FILE, read_metrics
@@ -60,7 +60,8 @@ def make_source(metrics, run_dir: Path) -> metric_sources.MetricSource:
     }
     if metrics.source != "auto":
         return sources[metrics.source]()
-    chosen = ["jsonl", "tensorboard", "csv"] + (["regex"] if metrics.pattern else [])
+    chosen = ["jsonl", *(["tensorboard"] if extras.installed("tensorboard") else []), "csv"]
+    chosen += ["regex"] if metrics.pattern else []
     return metric_sources.AutoSource([sources[name]() for name in chosen])
 
 

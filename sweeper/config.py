@@ -8,9 +8,9 @@ so they fail at launch with the spec's file and line instead of in a job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from models import DataInfo, check_input, parse_model_config
+from sweeper.models import DataInfo, check_input, parse_model_config
 from sweeper.schema import SchemaError, from_dict
 
 # Shapes of the built-in datasets, so model/data mismatches are caught when the spec is validated.
@@ -165,13 +165,17 @@ class ScheduleConfig:
                 )
 
 
+EvalMetric = Literal["auroc", "knn_acc", "silhouette"]
+EVAL_METRICS = get_args(EvalMetric)
+
+
 @dataclass
 class EvalConfig:
     """Extra metrics on the validation split, as `valid/<metric>` columns: auroc (macro, one-vs-rest),
     knn_acc (k-nearest-neighbour accuracy of the penultimate embeddings, fit on the training split),
     silhouette (of the validation embeddings, labels as clusters). Loss and accuracy are always logged."""
 
-    metrics: list[Literal["auroc", "knn_acc", "silhouette"]] = field(default_factory=list)
+    metrics: list[EvalMetric] = field(default_factory=list)
     every: int = 1  # compute the extra metrics every N epochs (and at the last one); null in other rows
     knn_k: int = 5
     max_samples: int = 5000  # embeddings used for knn / silhouette are subsampled to this many (fixed seed)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import DataInfo
 from sweeper.config import AugmentConfig, DataConfig
 from sweeper.errors import SweeperError
+from sweeper.models import DataInfo
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 

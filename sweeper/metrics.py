@@ -9,6 +9,7 @@ per metric named `split/metric` (`train/loss`, `valid/acc`, ...). Extra metrics 
 from __future__ import annotations
 
 import io
+import logging
 import math
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sweeper import extras
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
 
 METRICS_FILE = "metrics.parquet"
@@ -75,7 +77,11 @@ class MetricsWriter:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / METRICS_FILE
         self.rows: list[dict[str, Any]] = []
-        self.tensorboard = tensorboard
+        self.tensorboard = tensorboard and extras.installed("tensorboard")
+        if tensorboard and not self.tensorboard:
+            logging.getLogger(__name__).warning(
+                "no TensorBoard mirror of the metrics: tensorboard is not installed (pip install 'sweeper[train]')"
+            )
         self.tensorboard_dir = self.run_dir  # where the TensorBoard mirror goes (a command trial's: tb/)
         self._tb = None
 

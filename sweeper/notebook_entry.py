@@ -54,9 +54,13 @@ def _report(
 
 
 def write_plots(sweep_dir: Path, compare_by: str | None) -> list[Path]:
-    """curves.png, and heatmap.png where two parameters were swept, in the sweep dir."""
+    """curves.png, and heatmap.png where two parameters were swept, in the sweep dir (none without
+    sweeper[plots]: the entry is complete without them)."""
+    from sweeper import extras
     from sweeper.analysis import plots
 
+    if not extras.installed("matplotlib"):
+        return []
     report = _report(sweep_dir, compare_by)
     written = [sweep_dir / "curves.png"]
     plots.plot_curves(report.rows, str(written[0]), report.split, report.objective)

@@ -9,7 +9,8 @@ named by a spec's `launch.profile`. The spec's own `launch:` keys win over the p
 
 A profile is looked up as a path (absolute, or relative to the spec's folder or the current one), else as
 `<name>.yaml` in $SWEEPER_PROFILES (a `:`-separated list of folders), ./slurm/profiles,
-~/.config/sweeper/profiles and the profiles shipped with sweeper (slurm/profiles in its repository).
+~/.config/sweeper/profiles and the profiles shipped with sweeper (slurm/profiles in its repository,
+installed as the package data `sweeper/cluster_profiles/`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from sweeper.errors import SpecError
 from sweeper.schema import SchemaError, from_dict
 from sweeper.spec import LaunchSpec, SweepSpec
 
-SHIPPED_PROFILES = Path(__file__).resolve().parent.parent / "slurm" / "profiles"
+
+def _shipped_profiles() -> Path:
+    installed = Path(__file__).resolve().parent / "cluster_profiles"  # in a wheel (package data)
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "slurm" / "profiles"
+
+
+SHIPPED_PROFILES = _shipped_profiles()
 
 
 def search_dirs(spec_dir: Path | None = None) -> list[Path]:

@@ -53,6 +53,7 @@ class TrialStatus:
     note: str | None = None  # e.g. "requeued after preemption at epoch 7"
     best: float | None = None  # the run's best objective value so far (its heartbeat's `best`)
     problem: str | None = None  # why its heartbeat could not be read (one warning line)
+    revision: int = 1  # the sweep's revision that added the trial (1: the launch; later: `launch --into`)
     mark: str | None = None  # validity mark (valid, partial, invalid) and its reason, e.g. "invalid: bug"
 
     @property
@@ -166,6 +167,7 @@ def sweep_status(ledger: Ledger, scheduler: dict[str, Any] | None = None) -> lis
 def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]) -> TrialStatus:
     trial = record.trial
     status = TrialStatus(trial.trial_id, trial.name, trial.params, trial.seed, S.NOT_SUBMITTED)
+    status.revision = record.revision
     if record.mark is not None:
         status.mark = (
             f"{record.mark.validity}: {record.mark.reason}" if record.mark.reason else record.mark.validity

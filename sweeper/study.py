@@ -37,9 +37,16 @@ HEARTBEATS = ".workers"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def engine_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 (the driver sweeper[postgres] installs) whatever SQLAlchemy's version:
+    before 2.1 SQLAlchemy reads a bare postgresql:// as psycopg2. An explicit driver is left alone."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg://{rest}" if sep and scheme in ("postgresql", "postgres") else url
+
+
 def storage_of(sweep_dir: Path, search: SearchSpec) -> optuna.storages.BaseStorage:
     if search.storage:
-        return optuna.storages.RDBStorage(search.storage, engine_kwargs={"pool_pre_ping": True})
+        return optuna.storages.RDBStorage(engine_url(search.storage), engine_kwargs={"pool_pre_ping": True})
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     return JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL_FILE)))

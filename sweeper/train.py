@@ -24,12 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import build_model
 from sweeper.config import OptimConfig, TrainConfig, logged_metrics, parse_train_config
 from sweeper.data import Augment, Data, class_weights, load_data
 from sweeper.errors import SweeperError
 from sweeper.evaluation import evaluate
 from sweeper.fsutil import atomic_write_bytes
+from sweeper.models import build_model
 from sweeper.objective import minimize_by_name
 from sweeper.run import Run, TrialPruned
 from sweeper.schedules import Plateau, lr_multiplier

@@ -26,6 +26,8 @@ NOT_ON_THE_NODE = ("sweeper.cli", "sweeper.views", "sweeper.launch", "sweeper.co
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[0] == "models":  # the repo's models/ is installed as sweeper.models (pyproject's package-dir)
+        parts.insert(0, "sweeper")
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -77,7 +79,7 @@ def project_graph() -> dict[str, set[str]]:
     files = [p for package in PACKAGES for p in (REPO / package).rglob("*.py")]
     known = {module_name(p) for p in files}
     # `import sweeper.x` also runs sweeper/__init__; that edge is implied, not drawn
-    return {module_name(p): imports_of(p, known) - {"sweeper", "models"} for p in files}
+    return {module_name(p): imports_of(p, known) - {"sweeper"} for p in files}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -106,6 +108,21 @@ def test_no_import_cycle_among_the_projects_modules():
     graph = project_graph()
     assert "sweeper.worker" in graph and "sweeper.backends.slurm" in graph  # the walk found the tree
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_nothing_imports_a_top_level_models_package():
+    """`models` is installed as sweeper.models: a bare `import models` would find a user's own package."""
+    files = [
+        p for d in ("sweeper", "models", "tests", "benchmarks", "examples") for p in (REPO / d).rglob("*.py")
+    ]
+    bare = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            bare += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "models"]
+    assert not bare, bare
 
 
 def test_the_cycle_finder_finds_a_cycle():
@@ -165,3 +182,17 @@ def test_study_states_are_optunas_names():
     from sweeper.states import StudyState
 
     assert {s.value for s in StudyState} == {s.name for s in OptunaTrialState}
+
+
+def test_the_base_install_commands_import_no_extra():
+    """`sweeper launch/status`, `analyze` (without --plot) run on a base install: no extra is imported."""
+    from sweeper.extras import EXTRAS
+
+    modules = sorted(m for ms in EXTRAS.values() for m in ms)
+    code = (
+        "import sys; import sweeper.cli, sweeper.launch, sweeper.status, sweeper.analysis.report, "
+        "sweeper.analysis.export, sweeper.analysis.plots, sweeper.spec, sweeper.config, sweeper.models; "
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({modules!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == ""

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from models import DataInfo, build_model, parse_model_config
-from models.mhc import HyperConnection, sinkhorn
-from models.transformer import Encoder, Residual
+from sweeper.models import DataInfo, build_model, parse_model_config
+from sweeper.models.mhc import HyperConnection, sinkhorn
+from sweeper.models.transformer import Encoder, Residual
 from sweeper.schema import SchemaError
 from tests.conftest import REPO
 

@@ -47,3 +47,12 @@ def test_study_on_postgres_url(tmp_path, cli, postgres_url):
     # the study lives in the database: a fresh connection sees it under the sweep's name
     names = [s.study_name for s in optuna.get_all_study_summaries(storage=postgres_url)]
     assert ledger.meta["study_name"] in names
+
+
+def test_a_bare_postgresql_url_means_psycopg_3_whatever_sqlalchemys_version():
+    from sweeper.study import engine_url
+
+    assert engine_url("postgresql://u:p@h:5432/db") == "postgresql+psycopg://u:p@h:5432/db"
+    assert engine_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert engine_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"  # chosen: kept
+    assert engine_url("mysql://u@h/db") == "mysql://u@h/db"

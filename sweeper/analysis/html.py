@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweeper import extras
 from sweeper.analysis import plots, provenance
 from sweeper.analysis.aggregate import Group, Stat, summary_stat
 from sweeper.analysis.render import (
@@ -187,6 +188,8 @@ def _png(draw: Callable[[str], str]) -> str:
 
 def figures(report: Report) -> list[str]:
     parts = ["<h2>Learning curves</h2>"]
+    if not extras.installed("matplotlib"):  # the rest of the page needs no extra
+        return [*parts, '<p class="dim">figures need sweeper[plots] (matplotlib is not installed)</p>']
     parts.append(_png(lambda p: plots.plot_curves(report.rows, p, report.split, report.objective)))
     if report.effects.pivots:
         pivot = report.effects.pivots[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from sweeper import extras
 from sweeper.analysis.aggregate import Group, Pivot
 from sweeper.analysis.correlate import Correlation, correlation_line
 from sweeper.display import format_value, short_names
@@ -39,6 +40,7 @@ class PlotRequest:
 
 def parse_plot(text: str) -> PlotRequest:
     """`curves=out.png`, `heatmap=out.png`, or a file name that says which (`curves.png`, `wd_heatmap.png`)."""
+    extras.check("plots", "--plot")  # before any run is read
     kind, sep, path = text.partition("=")
     if sep and kind in KINDS:
         return PlotRequest(kind, path)
@@ -53,7 +55,7 @@ def parse_plot(text: str) -> PlotRequest:
 
 
 def _pyplot():
-    import matplotlib
+    matplotlib = extras.require("matplotlib", "plots", "--plot")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -21,6 +21,7 @@ from sweeper.states import FAILURES
 class ReportOptions:
     split: str = "valid"
     metric: str | None = None
+    direction: str | None = None  # maximize | minimize; default: the sweep's, else by the metric's name
     sort: str | None = None  # FIELD[:asc|:desc]; default: the objective, best first
     top: int | None = None  # rows shown (None or 0: all)
     filters: Sequence[str] = ()
@@ -145,10 +146,12 @@ def _read_sides(paths: Sequence[str], options: ReportOptions) -> list[Analysis]:
     if len(paths) == 2 and options.compare_by:
         raise SweeperError("compare either two paths or by --compare-by KEY, not both")
     read = {"split": options.split, "use_cache": options.use_cache, "cache_dir": options.cache_dir}
-    first = analyze(paths[0], metric=options.metric, **read)
+    first = analyze(paths[0], metric=options.metric, direction=options.direction, **read)
     sides = [first]
     if len(paths) == 2:  # the second path is summarized against the first one's objective
-        sides.append(analyze(paths[1], metric=first.objective.metric, **read))
+        sides.append(
+            analyze(paths[1], metric=first.objective.metric, direction=first.objective.direction, **read)
+        )
     return sides
 
 

@@ -370,9 +370,11 @@ def sweep_meta(parent: str) -> dict[str, Any]:
     return read_json(os.path.join(parent, SWEEP_FILE), {}) or {}
 
 
-def resolve_objective(sweeps: list[dict], split: str, metric: str | None) -> Objective:
-    """--metric, else the sweep's objective (moved to `split`), else `split`/acc; direction from the sweep
-    where it names the same metric, else minimize for losses and errors."""
+def resolve_objective(
+    sweeps: list[dict], split: str, metric: str | None, direction: str | None = None
+) -> Objective:
+    """--metric, else the sweep's objective (moved to `split`), else `split`/acc; direction: --direction, else
+    the sweep's where it names the same metric, else by the metric's name (objective.known_direction)."""
     declared = {}
     for meta in sweeps:
         objective = meta.get("objective") or {}
@@ -383,7 +385,7 @@ def resolve_objective(sweeps: list[dict], split: str, metric: str | None) -> Obj
         prefix, _, rest = metric.partition("/")
         if rest and prefix != split and prefix in ("valid", "test"):
             metric = f"{split}/{rest}"
-    direction = declared.get(metric) or declared.get(f"valid/{metric.partition('/')[2]}")
+    direction = direction or declared.get(metric) or declared.get(f"valid/{metric.partition('/')[2]}")
     return Objective(metric, direction if direction in ("maximize", "minimize") else None)
 
 
@@ -471,6 +473,7 @@ def analyze(
     *,
     split: str = "valid",
     metric: str | None = None,
+    direction: str | None = None,
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
@@ -484,7 +487,7 @@ def analyze(
         by_parent.setdefault(run.parent, []).append(run)
     parents = list(by_parent)
     metas = {parent: sweep_meta(parent) for parent in parents}
-    objective = resolve_objective([metas[p] for p in parents], split, metric)
+    objective = resolve_objective([metas[p] for p in parents], split, metric, direction)
     fingerprint = summary_cache.code_fingerprint(summary_numbers.__file__, __file__)
     settings = f"{fingerprint}-{split}-{objective.metric}-{objective.direction}".replace("/", "~")
     cache = summary_cache.SummaryCache(cache_dir or summary_cache.default_directory(), settings)

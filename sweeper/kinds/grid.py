@@ -21,7 +21,7 @@ from sweeper.kinds.base import (
     analyze_hint,
 )
 from sweeper.objective import Objective
-from sweeper.space import count_trials, expand
+from sweeper.space import checked_count, expand
 from sweeper.states import FAILURES, FINISHED, NOT_A_RESULT, TrialState
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class GridSweep(SweepKind):
     name = "grid/configs"
 
     def size(self, spec: SweepSpec) -> int:
-        return count_trials(spec)
+        return checked_count(spec)
 
     def trials(self, spec: SweepSpec) -> list[Trial]:
         return expand(spec)

@@ -390,9 +390,10 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json"]),
+    type=click.Choice(["table", "markdown", "csv", "json", "html"]),
     default="table",
     show_default=True,
+    help="html: one self-contained page (no network), e.g. analyze SWEEP --format html > report.html.",
 )
 @click.option(
     "--sort",
@@ -502,9 +503,8 @@ def analyze_command(
     if provenance:
         show_provenance(where, fmt)
         return
-    if (wide or columns) and fmt in ("csv", "json"):
+    if (wide or columns) and fmt in ("csv", "json", "html"):
         raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
-    from sweeper.analysis import export
     from sweeper.analysis import plots as plotting
     from sweeper.analysis import render as analysis_render
     from sweeper.analysis.report import ReportOptions, build_report
@@ -535,17 +535,7 @@ def analyze_command(
     report = build_report(where, options)
     for problem in report.analysis.problems:
         err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
-    if fmt == "json":
-        click.echo(export.to_json(report))
-    elif fmt == "csv":
-        click.echo(export.to_csv(report), nl=False)
-    elif fmt == "markdown":
-        click.echo(analysis_render.report_markdown(report, tables.parse_columns(columns)))
-    else:
-        for renderable in analysis_render.report_renderables(
-            report, tables.room(console.width, wide, columns)
-        ):
-            console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text), crop=False)
+    show_report(report, fmt, wide, columns)
     for request in requests:
         if request.kind == "curves":
             line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
@@ -555,6 +545,27 @@ def analyze_command(
             first = report.effects.pivots[0] if report.effects.pivots else None
             line = plotting.plot_heatmap(first, request.path, report.objective)
         err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def show_report(report, fmt: str, wide: bool, columns: str | None) -> None:
+    from sweeper.analysis import export
+    from sweeper.analysis import render as analysis_render
+
+    if fmt == "json":
+        click.echo(export.to_json(report))
+    elif fmt == "csv":
+        click.echo(export.to_csv(report), nl=False)
+    elif fmt == "html":
+        from sweeper.analysis.html import report_html
+
+        click.echo(report_html(report), nl=False)
+    elif fmt == "markdown":
+        click.echo(analysis_render.report_markdown(report, tables.parse_columns(columns)))
+    else:
+        for renderable in analysis_render.report_renderables(
+            report, tables.room(console.width, wide, columns)
+        ):
+            console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text), crop=False)
 
 
 def correlation_keys(text: str) -> tuple[str, str]:
@@ -704,6 +715,38 @@ def mark_command(sweep, args, reason, root):
     ledger = Ledger(resolve_sweep(sweep, root))
     marked = marks.mark(ledger, list(args[:-1]), args[-1], reason)
     console.print(f"marked {len(marked)} trial(s) {args[-1].lower()}: {', '.join(marked)}", highlight=False)
+
+
+@main.command("note")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.option(
+    "--notebook",
+    type=click.Path(),
+    default=None,
+    help="The notebook file to add the entry to [default: EXPERIMENTS.md beside the runs dir].",
+)
+@click.option(
+    "--vs", default=None, help="The sweep to compare with [default: the previous one of this name]."
+)
+@click.option(
+    "--compare-by", default=None, metavar="KEY", help="Results side by side per value, e.g. model.residual."
+)
+@click.option("--hypothesis", default=None, help="The Hypothesis section's text (replaces it).")
+@click.option("--conclusion", default=None, help="The Conclusion section's text (replaces it).")
+@click.option("--html", is_flag=True, help="Also write report.html (offline, self-contained) and link it.")
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def note_command(sweep, notebook, vs, compare_by, hypothesis, conclusion, html, root):
+    """Write the sweep's lab-notebook entry: NOTE.md in its sweep dir, and the entry in the notebook
+    (updated in place; the Hypothesis, Observations, Conclusion and Next steps text is kept)."""
+    from sweeper.notebook import NoteOptions, write_note
+
+    options = NoteOptions(notebook, vs, compare_by, hypothesis, conclusion, root, html)
+    written = write_note(sweep, options)
+    action = "updated" if written.replaced else "added"
+    console.print(f"wrote {written.note}; {action} its entry in {written.notebook}", highlight=False)
+    for path in [*written.plots, *([written.html] if written.html else [])]:
+        console.print(f"  {path}", highlight=False)
 
 
 @main.command("dashboard")

@@ -90,6 +90,15 @@ def end_command_problem(command: str) -> str | None:
     return None
 
 
+@dataclass
+class NotesSpec:
+    """Written before launch, for the lab notebook (`sweeper note`): the hypothesis is fixed before the
+    results exist; summary is a line on what the experiment is."""
+
+    hypothesis: str = ""
+    summary: str = ""
+
+
 SAMPLERS = {
     "tpe": "TPESampler",
     "random": "RandomSampler",
@@ -300,6 +309,7 @@ class SweepSpec:
     objective: Objective = field(default_factory=Objective)
     search: SearchSpec | None = None
     launch: LaunchSpec = field(default_factory=LaunchSpec)
+    notes: NotesSpec = field(default_factory=NotesSpec)
     # Filled by load_spec, not by the YAML:
     path: str | None = field(default=None, init=False)
     data: dict = field(default_factory=dict, init=False, repr=False)  # the spec as loaded, overrides applied

@@ -54,7 +54,8 @@ class TrialStatus:
     best: float | None = None  # the run's best objective value so far (its heartbeat's `best`)
     problem: str | None = None  # why its heartbeat could not be read (one warning line)
     revision: int = 1  # the sweep's revision that added the trial (1: the launch; later: `launch --into`)
-    mark: str | None = None  # validity mark (valid, partial, invalid) and its reason, e.g. "invalid: bug"
+    mark: str | None = None  # the researcher's validity mark: valid, partial, invalid (sweeper/marks.py)
+    mark_reason: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -169,9 +170,7 @@ def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]
     status = TrialStatus(trial.trial_id, trial.name, trial.params, trial.seed, S.NOT_SUBMITTED)
     status.revision = record.revision
     if record.mark is not None:
-        status.mark = (
-            f"{record.mark.validity}: {record.mark.reason}" if record.mark.reason else record.mark.validity
-        )
+        status.mark, status.mark_reason = str(record.mark.validity), record.mark.reason or None
     if record.queued is not None and launcher_alive(record.queued):
         status.state = S.QUEUED
         status.attempt = len(record.attempts)

@@ -45,6 +45,12 @@ def _priority(name: str, order: Sequence[str]) -> int:
     return order.index(name) if name in order else len(order)
 
 
+def mark_text(s: TrialStatus) -> str:
+    if not s.mark:
+        return ""
+    return f"{s.mark}: {s.mark_reason}" if s.mark_reason else s.mark
+
+
 def status_table(
     statuses: Sequence[TrialStatus],
     title: str | None = None,
@@ -90,7 +96,7 @@ def status_table(
                 s.job_id or "-",
                 attempt,
                 *([str(s.revision)] if grown else []),
-                *([one_line(s.mark or "")[:80]] if marked else []),
+                *([one_line(mark_text(s))[:80]] if marked else []),
                 one_line(message or "")[:160],
             ]
         )

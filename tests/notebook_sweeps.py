@@ -13,13 +13,14 @@ EXTRA = """
 grid:
   optim.weight_decay: [0.0, 0.1]
 seeds: [0, 1]
+notes: {hypothesis: "weight decay helps on digits", summary: "A first look at weight decay."}
 """
 
 
 def launch(directory: Path, extra: str = EXTRA, sets: tuple[str, ...] = ()) -> Path:
     tiny_spec(directory, extra)
     args = ["launch", "spec.yaml", "--executor", "local"]
-    for item in ("data.test_fraction=0.2", "eval.metrics=[auroc,knn_acc,silhouette]", *sets):
+    for item in ("data.test_fraction=0.2", *sets):
         args += ["--set", item]
     run_cli(args, directory)
     return (directory / "runs" / "tiny" / "latest").resolve()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.test_analysis import private_cache  # noqa: F401 (autouse fixture)
 from tests.test_analysis_export import strict_json
 
@@ -29,7 +31,8 @@ def test_marks_go_to_the_ledger_status_and_analyze(notebook_sweep, cli):
 
     status = json.loads(cli("status", str(sweep), "--format", "json").stdout)
     trials = {t["trial_id"]: t for t in status["trials"]}
-    assert trials[best_ids[0]]["mark"] == "invalid: WHD scheduler never decays"
+    assert trials[best_ids[0]]["mark"] == "invalid"
+    assert trials[best_ids[0]]["mark_reason"] == "WHD scheduler never decays"
     assert trials[best_ids[0]]["state"] == "COMPLETED" and trials[best_ids[0]]["attempt"] == 1
     assert "invalid: WHD scheduler never decays" in cli("status", str(sweep)).stdout
 
@@ -40,6 +43,8 @@ def test_marks_go_to_the_ledger_status_and_analyze(notebook_sweep, cli):
     assert after["effects"]["runs_used"] == 2 and len(after["runs"]) == 2
     (note,) = [n for n in after["notes"] if "marked invalid" in n]
     assert note.startswith("2 run(s) marked invalid left out: WHD scheduler never decays")
+    overview = json.loads(cli("status", "--format", "json").stdout)["sweeps"][0]
+    assert overview["best"] == pytest.approx(after["best"]["objective_mean"])  # the same best as analyze
     table = cli("-p", str(sweep), command="analyze").stdout
     assert f"Best config: {other}" in table and "2 run(s) marked invalid left out" in table
 

@@ -140,3 +140,17 @@ def test_a_command_trial_prints_its_summary(tmp_path, cli):
         cli("-p", str(sweep), "--format", "json", "--metric", "test/acc", command="analyze").stdout
     )
     assert best["best"]["params"] == {"optim.lr": 0.6}
+
+
+def test_test_fraction_holds_a_test_split_out_of_train_and_keeps_valid():
+    from sweeper.config import DataConfig
+    from sweeper.data import load_data
+
+    plain = load_data(DataConfig())
+    held = load_data(DataConfig(test_fraction=0.25))
+    assert plain.x_test is None
+    assert held.x_valid.shape == plain.x_valid.shape and (held.y_valid == plain.y_valid).all()
+    assert len(held.x_test) + len(held.x_train) == len(plain.x_train)
+    assert abs(len(held.x_test) - 0.25 * len(plain.x_train)) <= 1
+    train = {tuple(row) for row in held.x_train.flatten(1).tolist()}
+    assert not any(tuple(row) in train for row in held.x_test.flatten(1).tolist()[:50])

@@ -8,7 +8,8 @@ Reads only files (works on a copy of runs/ with no SLURM and no Optuna). The mod
 - query: --filter / --sort / --compare-by keys
 - aggregate: seed groups (mean +- std), parameter effects and pivots, comparisons
 - correlate: Spearman / Pearson of two keys over the rows (--correlate)
-- report: one `analyze` invocation without the rendering; export: csv / json; plots: matplotlib PNGs
+- report: one `analyze` invocation without the rendering; export: csv / json; plots: matplotlib PNGs;
+  html: the self-contained offline page (--format html)
 """
 
 from sweeper.analysis.aggregate import Effects, Group, Stat, effects, group_runs

@@ -48,6 +48,7 @@ class Report:
     filtered_out: int = 0
     notes: list[str] = field(default_factory=list)
     correlation: Correlation | None = None
+    invalid: list[RunSummary] = field(default_factory=list)  # marked invalid, left out (unless included)
 
     @property
     def objective(self):
@@ -59,33 +60,12 @@ class Report:
 
 
 def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
-    if not paths:
-        raise SweeperError("no path to analyze (give --checkpoints-path or a path)")
-    if len(paths) > 2:
-        raise SweeperError(f"at most two paths (to compare them side by side), got {len(paths)}")
-    if options.top is not None and options.top < 0:
-        raise SweeperError(f"--top {options.top}: give a number of rows (0: all)")
-    if len(paths) == 2 and options.compare_by:
-        raise SweeperError("compare either two paths or by --compare-by KEY, not both")
-    read = {"split": options.split, "use_cache": options.use_cache, "cache_dir": options.cache_dir}
-    first = analyze(paths[0], metric=options.metric, direction=options.direction, **read)
-    sides = [first]
-    if len(paths) == 2:  # the second path is summarized against the first one's objective
-        sides.append(
-            analyze(paths[1], metric=first.objective.metric, direction=first.objective.direction, **read)
-        )
+    sides = _read_sides(paths, options)
     analysis = _merge(sides)
     if not analysis.runs:
         where = " or ".join(str(p) for p in paths)
         raise SweeperError(f"no runs under {where} (a run dir holds metrics.parquet or config.json)")
-    if options.metric is not None:
-        require_metric(analysis, options.metric)
-    logged = set(analysis.metrics)
-    splits = sorted({m.split("/")[0] for m in logged if "/" in m})
-    if splits and options.split not in splits:  # (runs before their first epoch have no metric yet)
-        raise SweeperError(
-            f"--split {options.split}: no run logged {options.split}/ metrics; splits: {', '.join(splits)}"
-        )
+    logged, splits = _check_metric(analysis, options)
     swept = analysis.swept_keys
 
     current = [r for r in analysis.runs if not r.superseded]
@@ -151,7 +131,41 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         filtered_out=len(current) - len(runs),
         notes=notes,
         correlation=correlation,
+        invalid=[] if options.include_invalid else invalid,
     )
+
+
+def _read_sides(paths: Sequence[str], options: ReportOptions) -> list[Analysis]:
+    """The analysis of each path (one, or two to compare), after the options are checked."""
+    if not paths:
+        raise SweeperError("no path to analyze (give --checkpoints-path or a path)")
+    if len(paths) > 2:
+        raise SweeperError(f"at most two paths (to compare them side by side), got {len(paths)}")
+    if options.top is not None and options.top < 0:
+        raise SweeperError(f"--top {options.top}: give a number of rows (0: all)")
+    if len(paths) == 2 and options.compare_by:
+        raise SweeperError("compare either two paths or by --compare-by KEY, not both")
+    read = {"split": options.split, "use_cache": options.use_cache, "cache_dir": options.cache_dir}
+    first = analyze(paths[0], metric=options.metric, direction=options.direction, **read)
+    sides = [first]
+    if len(paths) == 2:  # the second path is summarized against the first one's objective
+        sides.append(
+            analyze(paths[1], metric=first.objective.metric, direction=first.objective.direction, **read)
+        )
+    return sides
+
+
+def _check_metric(analysis: Analysis, options: ReportOptions) -> tuple[set[str], list[str]]:
+    """The metrics and splits some run logged; --metric and --split must be among them."""
+    if options.metric is not None:
+        require_metric(analysis, options.metric)
+    logged = set(analysis.metrics)
+    splits = sorted({m.split("/")[0] for m in logged if "/" in m})
+    if splits and options.split not in splits:  # (runs before their first epoch have no metric yet)
+        raise SweeperError(
+            f"--split {options.split}: no run logged {options.split}/ metrics; splits: {', '.join(splits)}"
+        )
+    return logged, splits
 
 
 NAMED = 10  # run dirs named in one note

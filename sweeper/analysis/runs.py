@@ -82,6 +82,7 @@ class RunSummary:
     diverged: bool | None = None
     sweep_dir: str = field(default="", repr=False)  # the dir holding the run dir
     has_config: bool = True  # config.json was read: the run's config and params are known
+    continued_at: tuple[int, ...] = ()  # the epochs after which `sweeper continue` trained it on
     _config: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -244,6 +245,7 @@ def _meta(run: RunFiles, problems: list[str]) -> dict[str, Any]:
         "epochs_planned": planned if isinstance(planned, int) else None,
         "optuna_trial": config.get("optuna_trial", status.get("optuna_trial")),
         "optuna_state": status.get("optuna_state", config.get("optuna_state")),
+        "continued_at": list(status.get("continued_at") or []),  # `sweeper continue`: where each began
     }
 
 
@@ -451,6 +453,7 @@ def _to_summary(run: RunFiles, record: list[Any], ends: dict[str, tuple[str, str
         *values,
         sweep_dir=run.parent,
         has_config=m.get("has_config", True),
+        continued_at=tuple(m.get("continued_at") or ()),
     )
 
 
@@ -581,5 +584,5 @@ def require_metric(analysis: Analysis, metric: str) -> None:
     if available and metric not in available:
         raise SweeperError(
             f"--metric {metric}: no run logged it{did_you_mean(metric, available)}; "
-            f"metrics: {', '.join(m for m in available if m not in ('epoch', 'time_s'))}"
+            f"metrics: {', '.join(m for m in available if m not in ('epoch', 'time_s', 'segment'))}"
         )

@@ -1,5 +1,5 @@
-"""`sweeper continue`: finished trials of the built-in trainer train on from their last.pt, in the same run
-dir, to a larger epoch count. Only keys that can change mid-run may change; the model may not (its
+"""`sweeper continue`: finished trials of the built-in trainer (or of a Python entrypoint, which reads
+`run.epochs` and `run.segment`) train on from their last.pt, in the same run dir, to a larger epoch count. Only keys that can change mid-run may change; the model may not (its
 weights are in last.pt). Each continuation is a revision of the sweep (which trials, from which epoch,
 what changed old -> new) and starts a new segment of the runs (metrics.parquet's `segment` column)."""
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sweeper import provenance
+from sweeper.command_template import COMMAND_ENTRYPOINT
 from sweeper.errors import SpecError, SweeperError
 from sweeper.ledger import Ledger
 from sweeper.metrics import METRICS_FILE, read_metrics
@@ -62,14 +63,17 @@ def check_changeable(key: str) -> None:
     raise SpecError(f"{reason} (continue may change {allowed})", file="--set", key=key)
 
 
-def parse_sets(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def parse_sets(overrides: list[str] | tuple[str, ...], builtin: bool = True) -> dict[str, Any]:
+    """The `--set` keys and values. A user entrypoint's config is its own: any key but `model.*` and
+    `epochs` may change (the function decides what it honours)."""
     changes = {}
     for text in overrides:
         key, sep, value = text.partition("=")
         key = key.strip().removeprefix("base.")
         if not sep or not key:
             raise SpecError(f"expected KEY=VALUE, got {text!r}", file="--set")
-        check_changeable(key)
+        if builtin or key == "epochs" or key.startswith("model."):
+            check_changeable(key)
         changes[key] = load_value(value)
     return changes
 
@@ -79,12 +83,14 @@ def plan_continue(
 ) -> Continuation:
     """The continuation of the given trials (default: every COMPLETED one); refused, with nothing written,
     when a trial cannot train on."""
-    if ledger.meta.get("entrypoint") is not None or ledger.meta.get("search"):
+    entrypoint = ledger.meta.get("entrypoint")
+    if entrypoint == COMMAND_ENTRYPOINT or ledger.meta.get("search"):
+        kind = "an Optuna search" if ledger.meta.get("search") else "command trials"
         raise SweeperError(
-            f"{ledger.dir}: continue trains the built-in trainer's runs; this sweep runs "
-            f"{ledger.meta.get('entrypoint') or 'an Optuna search'}"
+            f"{ledger.dir}: continue trains runs of the built-in trainer or of a Python entrypoint; this "
+            f"sweep runs {kind}"
         )
-    sets = parse_sets(overrides)
+    sets = parse_sets(overrides, builtin=entrypoint is None)
     statuses = {s.trial_id: s for s in sweep_status(ledger)}
     unknown = [t for t in trial_ids if t not in statuses]
     if unknown:
@@ -124,20 +130,22 @@ def _continue_one(
         set_path(config, key, copy.deepcopy(value))
     changes["epochs"] = (config.get("epochs"), epochs)
     config["epochs"] = epochs
-    from sweeper.config import parse_train_config
+    if ledger.meta.get("entrypoint") is None:  # the built-in trainer: its schema is known
+        from sweeper.config import parse_train_config
 
-    try:
-        parse_train_config(config)
-    except SchemaError as exc:
-        raise SpecError(exc.message, file="--set", key=exc.key) from None
-    lr = sets.get("optim.lr", rows[-1].get("lr") if rows else None)
+        try:
+            parse_train_config(config)
+        except SchemaError as exc:
+            raise SpecError(exc.message, file="--set", key=exc.key) from None
+    # the segment's start LR: the one given (`lr` too, for a user entrypoint's flat config), else the last
+    lr = next((sets[k] for k in ("optim.lr", "lr") if k in sets), rows[-1].get("lr") if rows else None)
     previous = ledger.segment_of(trial.trial_id)
     segment = {
         "trial_id": trial.trial_id,
         "segment": (int(previous["segment"]) if previous else 1) + 1,
         "start_epoch": done,
         "epochs": epochs,
-        "lr": float(lr) if lr is not None else float(config["optim"]["lr"]),
+        "lr": float(lr) if lr is not None else get_path(config, "optim.lr"),
         "changes": {k: list(v) for k, v in changes.items()},
     }
     return replace(trial, config=config), segment

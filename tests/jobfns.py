@@ -93,3 +93,14 @@ def scripted(config: dict, run) -> None:
     """Logs `config['losses'][seed]` as valid/loss, one value per epoch (valid/acc alongside)."""
     for epoch, loss in enumerate(config["losses"][run.seed], start=1):
         run.log(epoch, {"valid/loss": loss, "valid/acc": 1 - loss})
+
+
+def train_on(config: dict, run) -> None:
+    """Trains from its checkpoint to `run.epochs` at config["lr"]; logs the segment's start LR."""
+    state = run.load_checkpoint()
+    start = state["epoch"] + 1 if state else 1
+    for epoch in range(start, run.epochs + 1):
+        loss = 1.0 / epoch
+        metrics = {"train/loss": loss, "valid/loss": loss, "valid/acc": 1 - loss, "train/acc": 0.5}
+        run.log(epoch, {**metrics, "train/segment_lr": run.segment.lr}, lr=config["lr"])
+        run.save_checkpoint({"epoch": epoch})

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sweeper.ledger import Ledger
-from tests.conftest import start_cli, tiny_spec, wait_for
+from tests.conftest import start_cli, tiny_spec, wait_for, write_spec
 
 IDS = ["weight_decay=0-s0", "weight_decay=0.01-s0", "weight_decay=0.1-s0"]
 
@@ -92,6 +92,9 @@ def test_continue_three_runs_from_10_to_20_epochs_with_a_new_lr(tmp_path, cli, f
     assert {t.trial_id: t.config["epochs"] for t in Ledger(sweep).trials()} == dict.fromkeys(IDS, 20)
     table = cli(str(sweep), command="analyze").stdout
     assert "20/20 continued at 10" in table
+    plotted = cli(str(sweep), "--plot", f"curves={tmp_path / 'curves.png'}", command="analyze").stderr
+    assert "curves of 3 run(s), 3 continuation(s) as dotted lines" in plotted
+    assert (tmp_path / "curves.png").stat().st_size > 0
     provenance = " ".join(cli(str(sweep), "--provenance", command="analyze").stdout.split())
     assert "continue" in provenance and "3 continued" in provenance
 
@@ -173,3 +176,30 @@ def test_two_continues_at_once_train_the_trial_on_once(tmp_path, cli):
     assert [r["kind"] for r in Ledger(sweep).revisions()] == ["launch", "continue"]
     (run_dir,) = run_dirs(sweep).values()
     assert [(r["epoch"], r["segment"]) for r in rows(run_dir)] == [(1, 1), (2, 1), (3, 2), (4, 2)]
+
+
+def test_a_user_entrypoint_trains_on_to_run_epochs_at_the_segment_lr(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: mine
+        entrypoint: jobfns:train_on
+        base: {epochs: 3, lr: 0.1, model: {width: 4}}
+        configs: {only: {}}
+        """,
+    )
+    cli("launch", "spec.yaml", "--executor", "local")
+    sweep = (tmp_path / "runs" / "mine" / "latest").resolve()
+    refused = cli("continue", "mine", "--epochs", "5", "--set", "model.width=8", check=False)
+    assert refused.returncode == 1 and "the model cannot change on continue" in refused.stderr
+    out = cli("continue", "mine", "--epochs", "5", "--set", "lr=0.01").stdout
+    assert "lr 0.1 -> 0.01" in out and "COMPLETED 1" in out
+    (run_dir,) = run_dirs(sweep).values()
+    # run.epochs is the new target, the config the new one, run.segment.lr the LR given
+    assert [(r["epoch"], r["segment"], r["lr"], r["train/segment_lr"]) for r in rows(run_dir)] == [
+        (1, 1, 0.1, None),
+        (2, 1, 0.1, None),
+        (3, 1, 0.1, None),
+        (4, 2, 0.01, 0.01),
+        (5, 2, 0.01, 0.01),
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -203,3 +204,35 @@ def test_a_user_entrypoint_trains_on_to_run_epochs_at_the_segment_lr(tmp_path, c
         (4, 2, 0.01, 0.01),
         (5, 2, 0.01, 0.01),
     ]
+
+
+@pytest.mark.slurm
+def test_continue_on_slurm_trains_on_in_the_same_run_dir(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: contslurm
+        entrypoint: jobfns:train_on
+        base: {epochs: 2, lr: 0.1}
+        configs: {only: {}}
+        launch: {profile: local}
+        """,
+    )
+    try:
+        assert "COMPLETED 1" in cli("launch", "spec.yaml", "--wait").stdout
+        sweep = (tmp_path / "runs" / "contslurm" / "latest").resolve()
+        out = cli("continue", "contslurm", "--epochs", "4", "--wait").stdout
+        assert "continuing 1 trial(s) on slurm" in out and "COMPLETED 1" in out
+        (run_dir,) = run_dirs(sweep).values()
+        assert [(r["epoch"], r["segment"]) for r in rows(run_dir)] == [(1, 1), (2, 1), (3, 2), (4, 2)]
+        jobs = [a["job_id"] for a in Ledger(sweep).records()["only-s0"].attempts]
+        assert len(jobs) == 2 and jobs[0] != jobs[1]  # a new job, the same run dir
+    finally:
+        job_ids = {
+            json.loads(line)["job_id"].split("_")[0]
+            for attempts in (tmp_path / "runs").glob("*/*/attempts.jsonl")
+            for line in attempts.read_text().splitlines()
+            if json.loads(line).get("job_id")
+        }
+        if job_ids:  # a failing test leaves nothing running on the shared cluster
+            subprocess.run(["scancel", *sorted(job_ids)], capture_output=True)

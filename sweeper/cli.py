@@ -247,7 +247,7 @@ def confirm(question: str) -> None:
 
 
 def run_with_progress(
-    plan, ledger, waiting: bool, fresh: bool = False, rerun: bool = False
+    plan, ledger, waiting: bool, fresh: bool = False, rerun: bool = False, continuing: bool = False
 ) -> Outcome | None:
     """Run/submit the plan's trials with a live view of them (a line per change when not on a terminal);
     when it waited, their outcome (a rerun's: of the trials it ran; a launch's: of the whole sweep)."""
@@ -255,7 +255,7 @@ def run_with_progress(
 
     trials = plan.trials
     if not waiting:
-        launch.execute(plan, ledger, trials, wait_for_end=False, fresh=fresh)
+        launch.execute(plan, ledger, trials, wait_for_end=False, fresh=fresh, continuing=continuing)
         arrays = launch.submitted_arrays(ledger, trials)
         console.print(
             f"submitted {len(trials)} trial(s) as job array(s) {', '.join(arrays)}; "
@@ -286,7 +286,9 @@ def run_with_progress(
             console.print(line, highlight=False)
 
     with live or contextlib.nullcontext():
-        statuses = launch.execute(plan, ledger, trials, wait_for_end=True, on_tick=on_tick, fresh=fresh)
+        statuses = launch.execute(
+            plan, ledger, trials, wait_for_end=True, on_tick=on_tick, fresh=fresh, continuing=continuing
+        )
     return plan.kind.outcome(ledger, statuses, trials if rerun else None)
 
 
@@ -747,6 +749,41 @@ def note_command(sweep, notebook, vs, compare_by, hypothesis, conclusion, html, 
     console.print(f"wrote {written.note}; {action} its entry in {written.notebook}", highlight=False)
     for path in [*written.plots, *([written.html] if written.html else [])]:
         console.print(f"  {path}", highlight=False)
+
+
+@main.command("continue")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.argument("trials", nargs=-1, shell_complete=complete_trials)
+@click.option("--epochs", type=int, required=True, help="Train on to this many epochs in all.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change a key that can change mid-run, e.g. --set optim.lr=1e-4 (repeatable).",
+)
+@click.option("--executor", type=click.Choice(backends.NAMES), default=None)
+@click.option("--wait/--no-wait", default=None)
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def continue_command(sweep, trials, epochs, overrides, executor, wait, root):
+    """Train finished trials (all COMPLETED ones, or those given) on from their last.pt to --epochs."""
+    from sweeper import continuation, launch
+
+    ledger = Ledger(resolve_sweep(sweep, root))
+    planned = continuation.plan_continue(ledger, list(trials), epochs, overrides)
+    taken = continuation.record(planned, sys.argv)
+    if not taken:
+        console.print("nothing to continue (another `sweeper continue` took these trials)")
+        return
+    plan = launch.make_plan(ledger.launched_spec(), taken, executor or ledger.meta.get("executor"))
+    changes = ", ".join(f"{c['key']} {c['old']} -> {c['new']}" for c in planned.changes())
+    console.print(
+        f"{ledger.name}: continuing {len(taken)} trial(s) on {plan.executor} ({changes}): "
+        + ", ".join(t.trial_id for t in taken),
+        highlight=False,
+    )
+    finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), rerun=True, continuing=True))
 
 
 @main.command("dashboard")

@@ -125,6 +125,9 @@ class ScheduleConfig:
     pct_start: float = 0.3
     div_factor: float = 25.0
     final_div_factor: float = 1e4
+    # after `sweeper continue`: the LR starts where the run ended (or at the optim.lr given) and then
+    # stays (constant) or decays to min_lr_ratio * optim.lr by the new last epoch (cosine, linear)
+    after_continue: Literal["constant", "cosine", "linear"] = "constant"
 
     def validate(self) -> None:
         if self.warmup_epochs < 0 or self.hold_epochs < 0:

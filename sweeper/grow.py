@@ -60,7 +60,7 @@ class Growth:
         """What a dry run shows: the new trials, then one line each for what exists and what was dropped."""
         keys = list(dict.fromkeys(k for t in self.new for k in t.params))
         rows = [[t.trial_id, *[_param(t, k) for k in keys], str(t.seed)] for t in self.new]
-        title = f"{self.ledger.name} {self.ledger.dir.name}: {len(self.new)} new trial(s) (dry run: nothing submitted)"
+        title = f"{self.ledger.name}/{self.ledger.dir.name}: {len(self.new)} new (dry run)"
         lines = [
             f"new: {len(self.new)}" + _ids([t.trial_id for t in self.new]),
             f"already in the sweep (never resubmitted): {len(self.existing)}" + _ids(self.existing),

@@ -31,7 +31,7 @@ from sweeper.fsutil import atomic_write_json, read_json
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
 from sweeper.objective import Objective
 from sweeper.provenance import slurm_environment
-from sweeper.run import CONFIG_FILE, LAST_CHECKPOINT, STATUS_FILE, Run, TrialPruned
+from sweeper.run import CONFIG_FILE, LAST_CHECKPOINT, STATUS_FILE, Run, Segment, TrialPruned
 from sweeper.space import Trial
 from sweeper.states import TrialState
 
@@ -227,7 +227,12 @@ class TrialJob(JobBase):
     def _run(self, ledger: Ledger, trial: Trial, job_id: str) -> dict[str, Any]:
         run_dir, resumed = resolve_run_dir(ledger, trial.trial_id, job_id, self.fresh)
         previous = read_json(run_dir / STATUS_FILE, {}) or {}
-        if previous.get("state") == TrialState.COMPLETED:
+        segment = Segment.of(ledger.segment_of(trial.trial_id))
+        # COMPLETED is the end, unless `sweeper continue` has asked for a later segment since
+        if (
+            previous.get("state") == TrialState.COMPLETED
+            and int(previous.get("segment", 1)) >= segment.number
+        ):
             ledger.append(ended_event(trial.trial_id, job_id, TrialState.SKIPPED, "already completed"))
             return {"state": TrialState.SKIPPED, "run_dir": str(run_dir)}
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +273,7 @@ class TrialJob(JobBase):
             job_id=job_id,
             objective=objective,
             params=trial.params,
+            segment=segment,
         )
         self._run_obj = run
         try:

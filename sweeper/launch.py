@@ -155,14 +155,19 @@ def create_ledger(plan: Plan, root: str | Path = "runs", argv: list[str] | None 
     return ledger
 
 
-def claim(ledger: Ledger, trials: list[Trial]) -> list[Trial]:
-    """Of `trials`, those still free to run: not queued by a live launcher, pending, running or done. Called
-    under the submit lock, so two retries (or a retry and a running launch) never take the same trial."""
+def claim(ledger: Ledger, trials: list[Trial], continuing: bool = False) -> list[Trial]:
+    """Of `trials`, those still free to run: not queued by a live launcher, pending, running or done (a
+    continuation takes done ones: it trains them on). Called under the submit lock, so two retries (or a
+    retry and a running launch) never take the same trial."""
     events = ledger.events()
     if not any(e.get("event") in ("queued", "submitted") for e in events):
         return list(trials)  # a new sweep: nothing is taken yet
     states = {s.trial_id: s.state for s in sweep_status(ledger)}
-    return [t for t in trials if states[t.trial_id] not in SUCCEEDED and not is_active(states[t.trial_id])]
+    return [
+        t
+        for t in trials
+        if (continuing or states[t.trial_id] not in SUCCEEDED) and not is_active(states[t.trial_id])
+    ]
 
 
 def execute(
@@ -173,6 +178,7 @@ def execute(
     wait_for_end: bool = False,
     on_tick: Tick | None = None,
     fresh: bool = False,
+    continuing: bool = False,
 ) -> list[TrialStatus] | None:
     """Start `trials` on the plan's backend. Returns the final statuses when it waited, else None."""
     if not trials:
@@ -180,7 +186,7 @@ def execute(
     export_launch_dir()
     job = plan.kind.job(plan.spec, plan.threads, ledger, fresh)
     with ledger.lock():
-        plan.backend.submit(plan.spec, plan.resources, ledger, claim(ledger, trials), job)
+        plan.backend.submit(plan.spec, plan.resources, ledger, claim(ledger, trials, continuing), job)
         end_here = plan.spec.launch.on_end and not plan.backend.schedule_end(
             plan.spec, plan.resources, ledger
         )

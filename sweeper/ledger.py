@@ -168,6 +168,18 @@ class Ledger:
                 added.setdefault(trial_id, int(revision["revision"]))
         return added
 
+    def segment_of(self, trial_id: str) -> dict[str, Any] | None:
+        """The trial's latest continuation (`sweeper continue`): segment number, start epoch, epochs, lr and
+        the start epochs of every continuation so far; None if it was never continued."""
+        found = None
+        starts: list[int] = []
+        for revision in self.revisions():
+            segment = (revision.get("segments") or {}).get(trial_id)
+            if segment is not None:
+                starts.append(int(segment["start_epoch"]))
+                found = {**segment, "continued_at": list(starts)}
+        return found
+
     def records(self) -> dict[str, TrialRecord]:
         """Every trial with its attempts; events of one attempt (same trial and job id) are merged in order."""
         revisions = self.trial_revisions()

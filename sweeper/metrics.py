@@ -2,8 +2,9 @@
 and summary.json, the numbers a run produces once (final test metrics, a landscape measure).
 
 Schema (documented in docs/metrics.md): one row per epoch, `epoch` (int64, 1-based), `time_s` (float64,
-training seconds since the run started, summed over requeues), `lr` (float64), then one float64 column
-per metric named `split/metric` (`train/loss`, `valid/acc`, ...). Extra metrics are extra columns.
+training seconds since the run started, summed over requeues), `lr` (float64), `segment` (int64: 1, then
++1 for each `sweeper continue`), then one float64 column per metric named `split/metric` (`train/loss`,
+`valid/acc`, ...). Extra metrics are extra columns.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
 METRICS_FILE = "metrics.parquet"
 SUMMARY_FILE = "summary.json"
 SCHEMA_VERSION = "1"
-FIXED_COLUMNS = ("epoch", "time_s", "lr")
+FIXED_COLUMNS = ("epoch", "time_s", "lr", "segment")
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -35,7 +36,9 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     columns = {}
     for name in names:
         values = [row.get(name) for row in rows]
-        if name == "epoch":
+        if name == "segment":  # rows of a run from before segments: its first segment
+            columns[name] = pa.array([1 if v is None else int(v) for v in values], type=pa.int64())
+        elif name == "epoch":
             columns[name] = pa.array(values, type=pa.int64())
         else:
             columns[name] = pa.array([None if v is None else float(v) for v in values], type=pa.float64())
@@ -98,7 +101,10 @@ class MetricsWriter:
     def log(self, epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
         if epoch <= self.last_epoch:
             raise ValueError(f"epoch {epoch} logged after epoch {self.last_epoch}: epochs must increase")
-        row = {"epoch": int(epoch), **{k: _number(k, v) for k, v in metrics.items()}}
+        row = {
+            "epoch": int(epoch),
+            **{k: int(v) if k == "segment" else _number(k, v) for k, v in metrics.items()},
+        }
         self.rows.append(row)
         write_metrics(self.path, self.rows)
         if self.tensorboard:

@@ -11,6 +11,10 @@
                 raise sweeper.TrialPruned()
         run.summary(**{"test/acc": test_acc})   # numbers made once, into summary.json
 
+`sweeper continue` trains a finished trial on in the same run dir: `run.epochs` is the new target,
+`run.segment` says which continuation this is (1: the first run; its `start_epoch` and `lr`: where
+and at what learning rate it continues). Train from the checkpoint to `run.epochs` as above.
+
 A function that returns normally ends its trial COMPLETED (stopping early is fine: say why with
 `run.set_note(...)`); `sweeper.TrialPruned` ends it PRUNED; any other exception ends it FAILED.
 
@@ -28,6 +32,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,28 @@ class TrialPruned(Exception):
     """Raise from a training function to stop a trial the pruner gave up on (it exits cleanly)."""
 
 
+@dataclass(frozen=True)
+class Segment:
+    """The stretch of epochs a run is in: 1 is the run as launched; each `sweeper continue` starts the
+    next, after `start_epoch`, at learning rate `lr` (None: the trainer's own schedule)."""
+
+    number: int = 1
+    start_epoch: int = 0
+    lr: float | None = None
+    continued_at: tuple[int, ...] = field(default=())  # the start epoch of every later segment so far
+
+    @classmethod
+    def of(cls, data: dict[str, Any] | None) -> Segment:
+        if not data:
+            return cls()
+        return cls(
+            int(data["segment"]),
+            int(data["start_epoch"]),
+            data.get("lr"),
+            tuple(int(e) for e in data.get("continued_at") or ()),
+        )
+
+
 class Run:
     def __init__(
         self,
@@ -59,12 +86,15 @@ class Run:
         params: dict[str, Any] | None = None,
         pruner: Callable[[int, float], bool] | None = None,
         tensorboard: bool = True,
+        segment: Segment | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config, self.trial_id, self.seed, self.job_id = config, trial_id, seed, job_id
         self.objective = Objective.of(objective)  # what "best" means for this run (and what is pruned on)
         self.params = dict(params or {})  # the trial's swept parameters (dotted keys)
+        self.segment = segment or Segment()
+        self.epochs = config.get("epochs") if isinstance(config, dict) else None  # the epochs to reach
         self._stop_hooks: list[Callable[[], None]] = []
         self._pruner = pruner  # called with (epoch, objective value); True means prune
         self._prune = False
@@ -88,7 +118,10 @@ class Run:
             "started_at": status.get("started_at", time.time()),
             "error": None,
             "note": None,
+            "segment": self.segment.number,
         }
+        if self.segment.continued_at:
+            self._status["continued_at"] = list(self.segment.continued_at)
         self.set_state(TrialState.RUNNING)
 
     # -- metrics -----------------------------------------------------------------------------------
@@ -101,10 +134,13 @@ class Run:
         values = {**(metrics or {}), **more}
         values.setdefault("time_s", self.elapsed)
         values.setdefault("lr", None)
+        values["segment"] = self.segment.number
         row = self.metrics.log(epoch, values)
         self._check_objective_named(epoch, values)
         self._status["epoch"] = epoch
-        self._status["last"] = {k: v for k, v in row.items() if k not in ("epoch",) and _json_number(v)}
+        self._status["last"] = {
+            k: v for k, v in row.items() if k not in ("epoch", "segment") and _json_number(v)
+        }
         self._note_best(epoch, row.get(self.objective.metric))
         self.set_state(TrialState.RUNNING)
         value = row.get(self.objective.metric)
@@ -221,7 +257,9 @@ class Run:
         self._status["epoch"] = self.metrics.last_epoch
         if self.metrics.rows:  # `sweeper status` shows the latest metrics right after a requeue, too
             last_row = self.metrics.rows[-1]
-            self._status["last"] = {k: v for k, v in last_row.items() if k != "epoch" and _json_number(v)}
+            self._status["last"] = {
+                k: v for k, v in last_row.items() if k not in ("epoch", "segment") and _json_number(v)
+            }
         self._status.pop("best", None)
         for row in self.metrics.rows:
             self._note_best(row["epoch"], row.get(self.objective.metric))

@@ -61,6 +61,15 @@ def lr_multiplier(cfg: ScheduleConfig, t: float, epochs: int, plateau_scale: flo
     return anneal(1.0, cfg.min_lr_ratio, (t - decay_start) / max(decay_epochs, 1e-9), shape)
 
 
+def continued_lr(shape: str, start_lr: float, floor_lr: float, progress: float) -> float:
+    """The LR of a continued run (`sweeper continue`, `schedule.after_continue`) at `progress` in [0, 1] of
+    its new segment: constant holds `start_lr` (the LR the run ended at, or the `optim.lr` given); cosine
+    and linear go from it down to `floor_lr` (never up) by the segment's last epoch."""
+    if shape == "constant":
+        return start_lr
+    return anneal(start_lr, min(floor_lr, start_lr), progress, shape)
+
+
 @dataclass
 class Plateau:
     """ReduceLROnPlateau's rule (same semantics as torch's, relative threshold), stepped once per epoch

@@ -31,8 +31,8 @@ from sweeper.evaluation import evaluate
 from sweeper.fsutil import atomic_write_bytes
 from sweeper.models import build_model
 from sweeper.objective import minimize_by_name
-from sweeper.run import Run, TrialPruned
-from sweeper.schedules import Plateau, lr_multiplier
+from sweeper.run import Run, Segment, TrialPruned
+from sweeper.schedules import Plateau, continued_lr, lr_multiplier
 from sweeper.schema import SchemaError
 
 TEST_METRICS = ("auroc", "knn_acc", "silhouette")  # the final test evaluation has every extra (it runs once)
@@ -197,14 +197,17 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
         torch.set_rng_state(state["torch_rng"])
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
-        if augment is not None:
+        if augment is not None and state.get("augment_rng") is not None:
             augment.generator.set_state(state["augment_rng"])
         best = Tracker(**state["best"])
         if stopper is not None and state.get("early_stopping"):
             stopper = Tracker(**state["early_stopping"])
-        if plateau is not None:
+        if plateau is not None and state.get("plateau"):
             plateau.load_state_dict(state["plateau"])
         start_epoch = state["epoch"] + 1
+        optimizer.param_groups[0]["weight_decay"] = cfg.optim.weight_decay  # a continuation may change it
+        if stopper is not None and run.segment.number > 1 and state["epoch"] == run.segment.start_epoch:
+            stopper.bad_epochs = 0  # a continuation trains on: patience counts from where it starts
 
     lr = cfg.optim.lr
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -219,7 +222,7 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
             if augment is not None:
                 x = augment(x)
             t = epoch - 1 + (step + 1) / steps_per_epoch
-            lr = cfg.optim.lr * lr_multiplier(cfg.schedule, t, cfg.epochs, plateau.scale if plateau else 1.0)
+            lr = step_lr(cfg, run.segment, t, plateau)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
@@ -304,6 +307,16 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
         test = evaluate(model, data.x_test, data.y_test, cfg.eval, autocast, TEST_METRICS, reference)
         run.summary({f"test/{name}": value for name, value in test.items()})
     return {"best": best.best, "best_epoch": best.best_epoch, "objective": objective}
+
+
+def step_lr(cfg: TrainConfig, segment: Segment, t: float, plateau: Plateau | None) -> float:
+    """The LR at fractional epoch t: the schedule's; after `sweeper continue`, `schedule.after_continue`'s
+    from the segment's start LR to the new last epoch (sweeper/schedules.py)."""
+    if segment.number > 1 and segment.lr is not None and t > segment.start_epoch:
+        progress = (t - segment.start_epoch) / max(cfg.epochs - segment.start_epoch, 1e-9)
+        floor = cfg.optim.lr * cfg.schedule.min_lr_ratio
+        return continued_lr(cfg.schedule.after_continue, segment.lr, floor, progress)
+    return cfg.optim.lr * lr_multiplier(cfg.schedule, t, cfg.epochs, plateau.scale if plateau else 1.0)
 
 
 @torch.no_grad()

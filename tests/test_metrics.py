@@ -39,6 +39,7 @@ def test_schema_and_roundtrip(tmp_path):
         "epoch",
         "time_s",
         "lr",
+        "segment",
         "train/loss",
         "train/acc",
         "valid/loss",
@@ -46,7 +47,9 @@ def test_schema_and_roundtrip(tmp_path):
         "valid/auroc",
     ]
     assert str(table.schema.field("epoch").type) == "int64"
-    assert all(str(table.schema.field(n).type) == "double" for n in table.column_names[1:])
+    assert str(table.schema.field("segment").type) == "int64"
+    assert table.column("segment").to_pylist() == [1, 1]  # rows that do not say: the first segment
+    assert all(str(table.schema.field(n).type) == "double" for n in table.column_names[1:] if n != "segment")
     assert table.column("epoch").to_pylist() == [1, 2]
     assert table.column("valid/auroc").to_pylist() == [None, 0.7]  # a metric added later is null before
     assert table.schema.metadata[b"sweeper.schema"] == b"1"

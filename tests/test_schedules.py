@@ -157,3 +157,14 @@ def test_every_schedule_stays_within_zero_and_one(name):
     cfg = schedule(name=name, warmup_epochs=3, hold_epochs=3)
     assert all(0.0 <= m <= 1.0 and math.isfinite(m) for _, m in curve(cfg))
     assert curve(cfg)[0][1] > 0.0
+
+
+def test_after_continue_holds_or_decays_from_the_start_lr_never_up():
+    from sweeper.schedules import continued_lr
+
+    assert [continued_lr("constant", 1e-3, 0.0, p) for p in (0.0, 0.5, 1.0)] == [1e-3] * 3
+    assert continued_lr("linear", 1e-3, 1e-4, 0.5) == pytest.approx(5.5e-4)
+    assert continued_lr("cosine", 1e-3, 0.0, 0.0) == pytest.approx(1e-3)
+    assert continued_lr("cosine", 1e-3, 0.0, 0.5) == pytest.approx(5e-4)
+    assert continued_lr("cosine", 1e-3, 0.0, 1.0) == pytest.approx(0.0)
+    assert continued_lr("linear", 1e-5, 1e-4, 0.5) == 1e-5  # a floor above the start: held, not raised

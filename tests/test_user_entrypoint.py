@@ -38,7 +38,15 @@ def test_example_package_sweeps_through_the_cli(tmp_path, cli):
         config = json.loads((run_dir / "config.json").read_text())
         assert config["entrypoint"] == "mypkg.train:main" and config["config"]["width"] == 4
         table = pq.read_table(run_dir / "metrics.parquet")
-        assert table.column_names == ["epoch", "time_s", "lr", "train/loss", "valid/loss", "valid/acc"]
+        assert table.column_names == [
+            "epoch",
+            "time_s",
+            "lr",
+            "segment",
+            "train/loss",
+            "valid/loss",
+            "valid/acc",
+        ]
         assert table.column("epoch").to_pylist() == [1, 2]
         assert table.column("valid/acc").to_pylist()[-1] > 0.25  # well above chance (0.1) after 2 epochs
         assert (run_dir / "last.pt").is_file() and (run_dir / "best.pt").is_file()
@@ -93,5 +101,7 @@ def test_log_takes_keyword_metrics_and_notes_reach_status_json(tmp_path):
     run.log(1, lr=0.1, **{"train/loss": 2.0, "valid/acc": 0.5})
     run.set_note("stopped: good enough")
     run.close()
-    assert metric_rows(tmp_path) == [{"epoch": 1, "lr": 0.1, "train/loss": 2.0, "valid/acc": 0.5}]
+    assert metric_rows(tmp_path) == [
+        {"epoch": 1, "lr": 0.1, "segment": 1, "train/loss": 2.0, "valid/acc": 0.5}
+    ]
     assert json.loads((tmp_path / "status.json").read_text())["note"] == "stopped: good enough"

@@ -47,7 +47,8 @@ def main(config: dict, run: sweeper.Run) -> dict:
     x_train, y_train, x_valid, y_valid = load_digits()
     model = SmallCNN(config["width"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    epochs, batch_size = config["epochs"], config["batch_size"]
+    # run.epochs is config["epochs"], or the new target after `sweeper continue --epochs N`
+    epochs, batch_size = run.epochs, config["batch_size"]
     shuffle = torch.Generator().manual_seed(config["seed"])
     best, start = 0.0, 1
 
@@ -60,7 +61,10 @@ def main(config: dict, run: sweeper.Run) -> dict:
         best, start = state["best"], state["epoch"] + 1
 
     for epoch in range(start, epochs + 1):
-        lr = config["lr"] * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))  # cosine, per epoch
+        if run.segment.number > 1:  # trained on by `sweeper continue`: the LR it ended at, or the one given
+            lr = run.segment.lr
+        else:
+            lr = config["lr"] * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))  # cosine, per epoch
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()

@@ -21,6 +21,7 @@ from sweeper.analysis.summarize import FIELDS
 def run_record(run: RunSummary, split: str) -> dict[str, Any]:
     record: dict[str, Any] = {name: getattr(run, name) for name in RUN_ATTRIBUTES}
     record["params"] = dict(run.params)
+    record["continued_at"] = list(run.continued_at)
     record.update({export_name(name, split): getattr(run, name) for name in FIELDS})
     record["summary"] = dict(run.summary)
     return record

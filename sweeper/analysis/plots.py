@@ -77,7 +77,7 @@ def plot_curves(rows: Sequence[Group], path: str, split: str, objective: Objecti
     figure, axes = plt.subplots(1, len(metrics), figsize=CURVES_SIZE, dpi=DPI, squeeze=False)
     axes = axes[0]
     colors = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
-    lines = 0
+    lines = continuations = 0
     for index, group in enumerate(shown):
         color = colors(index % colors.N)
         for run in group.runs:
@@ -106,7 +106,10 @@ def plot_curves(rows: Sequence[Group], path: str, split: str, objective: Objecti
                     at = np.flatnonzero(epochs == run.objective_epoch)
                     if len(at) and math.isfinite(columns[metric][at[0]]):
                         axis.plot(run.objective_epoch, columns[metric][at[0]], "o", color=color, markersize=6)
+                for start in run.continued_at:  # `sweeper continue`: where the run trained on
+                    axis.axvline(start + 0.5, color=color, linestyle=":", linewidth=1.2)
             lines += 1
+            continuations += len(run.continued_at)
     from matplotlib.ticker import MaxNLocator
 
     for axis, metric in zip(axes, metrics, strict=True):
@@ -126,7 +129,8 @@ def plot_curves(rows: Sequence[Group], path: str, split: str, objective: Objecti
         if len(rows) > len(shown)
         else ""
     )
-    return f"curves of {lines} run(s) -> {path}{more}"
+    marks = f", {continuations} continuation(s) as dotted lines" if continuations else ""
+    return f"curves of {lines} run(s){marks} -> {path}{more}"
 
 
 def plot_heatmap(pivot: Pivot | None, path: str, objective: Objective) -> str:

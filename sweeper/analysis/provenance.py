@@ -55,13 +55,20 @@ class SweepProvenance:
                     str(r.get("revision")),
                     str(r.get("kind", "launch")),
                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "-",
-                    " ".join(command) if isinstance(command, list) else str(command),
+                    _command_cell(command),
                     (r.get("git_commit") or "-")[:12] + ("+dirty" if r.get("git_dirty") else ""),
                     _trials_cell(r),
                     _change_cell(r),
                 ]
             )
         return columns, rows
+
+
+def _command_cell(command: list[str] | str) -> str:
+    """`sweeper <arguments>`: argv[0] is the path of whatever started sweeper (a script, cli.py)."""
+    if not isinstance(command, list):
+        return str(command)
+    return " ".join(["sweeper", *command[1:]]) if command else "-"
 
 
 def _trials_cell(revision: dict[str, Any]) -> str:

@@ -132,7 +132,9 @@ def epochs_text(group: Group) -> str:
     reached = sorted({r.epochs_run for r in group.runs})
     planned = sorted({r.epochs_planned for r in group.runs if r.epochs_planned})
     done = str(reached[0]) if len(reached) == 1 else f"{reached[0]}-{reached[-1]}"
-    return f"{done}/{planned[-1]}" if planned else done
+    continued = sorted({e for r in group.runs for e in r.continued_at})
+    note = f" continued at {', '.join(map(str, continued))}" if continued else ""
+    return (f"{done}/{planned[-1]}" if planned else done) + note
 
 
 def states_text(group: Group) -> str:

@@ -87,6 +87,7 @@ class RunSummary:
     mark: str | None = None  # the trial's validity mark in its sweep's ledger (valid, partial, invalid)
     mark_reason: str | None = None
     summary: dict[str, float | None] = field(default_factory=dict)  # summary.json: numbers made once
+    continued_at: tuple[int, ...] = ()  # the epochs after which `sweeper continue` trained it on
     _config: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -256,6 +257,7 @@ def _meta(run: RunFiles, problems: list[str]) -> dict[str, Any]:
         "epochs_planned": planned if isinstance(planned, int) else None,
         "optuna_trial": config.get("optuna_trial", status.get("optuna_trial")),
         "optuna_state": status.get("optuna_state", config.get("optuna_state")),
+        "continued_at": list(status.get("continued_at") or []),  # `sweeper continue`: where each began
     }
 
 
@@ -465,6 +467,7 @@ def _to_summary(run: RunFiles, record: list[Any], ends: dict[str, tuple[str, str
         *values,
         sweep_dir=run.parent,
         has_config=m.get("has_config", True),
+        continued_at=tuple(m.get("continued_at") or ()),
     )
 
 
@@ -628,5 +631,5 @@ def require_metric(analysis: Analysis, metric: str) -> None:
     if available and metric not in available:
         raise SweeperError(
             f"--metric {metric}: no run logged it{did_you_mean(metric, available)}; "
-            f"metrics: {', '.join(m for m in available if m not in ('epoch', 'time_s'))}"
+            f"metrics: {', '.join(m for m in available if m not in ('epoch', 'time_s', 'segment'))}"
         )

@@ -340,9 +340,10 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json"]),
+    type=click.Choice(["table", "markdown", "csv", "json", "parquet"]),
     default="table",
     show_default=True,
+    help="parquet: every epoch of every run (long format, with trial id and params) to stdout: redirect it.",
 )
 @click.option(
     "--sort",
@@ -430,13 +431,15 @@ def analyze_command(
     if provenance:
         show_provenance(where, fmt)
         return
-    if (wide or columns) and fmt in ("csv", "json"):
+    if (wide or columns) and fmt in ("csv", "json", "parquet"):
         raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
     from sweeper.analysis import export
     from sweeper.analysis import plots as plotting
     from sweeper.analysis import render as analysis_render
     from sweeper.analysis.report import ReportOptions, build_report
 
+    if fmt == "parquet" and sys.stdout.isatty():
+        raise SweeperError("--format parquet writes binary: redirect it, e.g. > epochs.parquet")
     requests = [plotting.parse_plot(p) for p in plots]
     pivot_keys = None
     if pivot is not None:
@@ -462,6 +465,8 @@ def analyze_command(
         err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
     if fmt == "json":
         click.echo(export.to_json(report))
+    elif fmt == "parquet":
+        click.get_binary_stream("stdout").write(export.to_long_parquet(report))
     elif fmt == "csv":
         click.echo(export.to_csv(report), nl=False)
     elif fmt == "markdown":

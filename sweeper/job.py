@@ -26,6 +26,7 @@ from typing import Any
 
 import submitit
 
+from sweeper import runs_index
 from sweeper.errors import SweeperError, error_line
 from sweeper.fsutil import atomic_write_json, read_json
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
@@ -294,6 +295,15 @@ def record_end(run: Run, ledger: Ledger, trial_id: str, job_id: str, end: Ending
         ledger.append(event)
     except OSError as exc:
         log.error("cannot record the end of trial %s in the ledger: %s", trial_id, exc)
+    index_run(run.run_dir)
+
+
+def index_run(run_dir: Path) -> None:
+    """Put the ended run's row into its sweep's runs.parquet; a failure costs a log line (analyze rebuilds)."""
+    try:
+        runs_index.record(run_dir)
+    except OSError as exc:
+        log.error("cannot update %s in %s: %s", run_dir.name, runs_index.INDEX_FILE, exc)
 
 
 class _TrialLock:

@@ -8,6 +8,7 @@
                            local launcher's queue), submitted, started, requeued, ended, accounted (the
                            scheduler's end record)
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
+        runs.parquet       the run index: one row per run dir (sweeper/runs_index.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>
 
 Only appends ever change attempts.jsonl, so a crash can lose at most the event being written, never an earlier one.

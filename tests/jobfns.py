@@ -93,3 +93,13 @@ def scripted(config: dict, run) -> None:
     """Logs `config['losses'][seed]` as valid/loss, one value per epoch (valid/acc alongside)."""
     for epoch, loss in enumerate(config["losses"][run.seed], start=1):
         run.log(epoch, {"valid/loss": loss, "valid/acc": 1 - loss})
+
+
+def some_metrics(config: dict, run) -> None:
+    """Three quick epochs; `valid/auroc` only where config['auroc'] is true (runs that log different metrics)."""
+    for epoch in range(1, config.get("epochs", 3) + 1):
+        acc = config["lr"] * 10 + epoch / 100 + config.get("seed", 0) / 1000
+        metrics = {"train/loss": 1 - acc, "valid/loss": 1.1 - acc, "valid/acc": acc}
+        if config.get("auroc"):
+            metrics["valid/auroc"] = acc + 0.05
+        run.log(epoch, metrics)

@@ -112,10 +112,13 @@ class MetricsWriter:
         """The run ended: its HParams session end."""
         if not self.tensorboard or self.hparams is None:
             return
-        if self._tb is None:
+        reopened = self._tb is None  # ended after close() (an Optuna worker's runs): close it again
+        if reopened:
             self._open_tb(purge_step=None)
         self._tb.add_summary(self.hparams.finish(state))
         self._tb.flush()
+        if reopened:
+            self.close()
 
     def close(self) -> None:
         if self._tb is not None:

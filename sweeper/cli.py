@@ -6,8 +6,11 @@ import contextlib
 import functools
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -392,10 +395,11 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json", "html"]),
+    type=click.Choice(["table", "markdown", "csv", "json", "html", "parquet"]),
     default="table",
     show_default=True,
-    help="html: one self-contained page (no network), e.g. analyze SWEEP --format html > report.html.",
+    help="html: one self-contained page (no network), e.g. analyze SWEEP --format html > report.html; "
+    "parquet: every epoch of every run (long format, with trial id and params) to stdout: redirect it.",
 )
 @click.option(
     "--sort",
@@ -505,12 +509,14 @@ def analyze_command(
     if provenance:
         show_provenance(where, fmt)
         return
-    if (wide or columns) and fmt in ("csv", "json", "html"):
+    if (wide or columns) and fmt in ("csv", "json", "html", "parquet"):
         raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
     from sweeper.analysis import plots as plotting
     from sweeper.analysis import render as analysis_render
     from sweeper.analysis.report import ReportOptions, build_report
 
+    if fmt == "parquet" and sys.stdout.isatty():
+        raise SweeperError("--format parquet writes binary: redirect it, e.g. > epochs.parquet")
     requests = [plotting.parse_plot(p) for p in plots]
     pivot_keys = None
     if pivot is not None:
@@ -555,6 +561,8 @@ def show_report(report, fmt: str, wide: bool, columns: str | None) -> None:
 
     if fmt == "json":
         click.echo(export.to_json(report))
+    elif fmt == "parquet":
+        click.get_binary_stream("stdout").write(export.to_long_parquet(report))
     elif fmt == "csv":
         click.echo(export.to_csv(report), nl=False)
     elif fmt == "html":
@@ -793,16 +801,45 @@ def continue_command(sweep, trials, epochs, overrides, executor, wait, root):
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @user_errors
 def dashboard_command(sweep, host, port, root):
-    """Serve optuna-dashboard on an Optuna sweep's study (learning curves, parameter importances)."""
+    """Serve optuna-dashboard on a sweep: a search's study, or a grid sweep's runs as a study (history,
+    parallel coordinates, importances, learning curves)."""
     ledger = Ledger(resolve_sweep(sweep, root))
     optuna_dashboard = extras.require("optuna_dashboard", "dashboard", "sweeper dashboard")
-    storage = kinds.of_ledger(ledger).dashboard_storage(ledger)
+    from sweeper import dashboard
 
+    dashboard.check_port(host, port)
+    storage = kinds.of_ledger(ledger).dashboard_storage(ledger)
     console.print(
-        f"optuna-dashboard for study {ledger.meta['study_name']} at http://{host}:{port}/  (Ctrl-C stops it)",
+        f"optuna-dashboard for study {dashboard.study_names(storage)} at http://{host}:{port}/  (Ctrl-C stops it)",
         highlight=False,
     )
     optuna_dashboard.run_server(storage, host=host, port=port)
+
+
+@main.command("tensorboard")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=6006, show_default=True, type=int)
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def tensorboard_command(sweep, host, port, root):
+    """Serve TensorBoard on a sweep, each run named by its trial id (scalars, HParams table)."""
+    ledger = Ledger(resolve_sweep(sweep, root))
+    extras.require("tensorboard", "train", "sweeper tensorboard")
+    from sweeper import dashboard
+
+    dashboard.check_port(host, port)
+    with tempfile.TemporaryDirectory(prefix="sweeper-tensorboard-") as links:
+        count = dashboard.link_runs_by_trial(ledger, Path(links))
+        console.print(
+            f"TensorBoard for {ledger.dir} ({count} runs, named by trial) at http://{host}:{port}/  "
+            "(Ctrl-C stops it)",
+            highlight=False,
+        )
+        # --load_fast=false: TensorBoard's fast loader (tensorboard-data-server) shows none of the float64
+        # scalars the runs' event files hold; the Python loader shows them all (docs/metrics.md)
+        argv = ["--logdir", links, "--host", host, "--port", str(port), "--load_fast=false"]
+        subprocess.run([sys.executable, "-m", "tensorboard.main", *argv], check=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Crash-safe file primitives: atomic replace, locked appends. Every file a job writes goes through here."""
+"""Crash-safe file primitives: atomic replace, locked appends. Every file a job writes goes through here.
+
+Files are created with mode 0666 less the process's umask, as `open()` would (0644 under 022, 0664 under a
+shared group's 002), so colleagues on a shared project directory can read results.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+FILE_MODE = 0o666  # less the umask, as open() creates files
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask can only be read by setting it, which
+    would briefly give other threads' new files mode 0666)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): read it by setting it back at once
+    os.umask(mask)
+    return mask
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    """Write `data` to `path` so that readers see either the old file or the whole new one. The file gets
+    the umask's mode (mkstemp's own is 0600, whatever the umask)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -47,7 +70,7 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
 @contextlib.contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on `path` (created if missing). fcntl locks work on NFSv4 too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX)
         yield
@@ -63,7 +86,7 @@ def append_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     data = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records).encode()
     path = Path(path)
     with locked(path.with_name(path.name + ".lock")):
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             written = 0
             while written < len(data):

@@ -26,6 +26,7 @@ from typing import Any
 
 import submitit
 
+from sweeper import runs_index
 from sweeper.errors import SweeperError, error_line
 from sweeper.fsutil import atomic_write_json, read_json
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
@@ -300,6 +301,15 @@ def record_end(run: Run, ledger: Ledger, trial_id: str, job_id: str, end: Ending
         ledger.append(event)
     except OSError as exc:
         log.error("cannot record the end of trial %s in the ledger: %s", trial_id, exc)
+    index_run(run.run_dir)
+
+
+def index_run(run_dir: Path) -> None:
+    """Put the ended run's row into its sweep's runs.parquet; a failure costs a log line (analyze rebuilds)."""
+    try:
+        runs_index.record(run_dir)
+    except OSError as exc:
+        log.error("cannot update %s in %s: %s", run_dir.name, runs_index.INDEX_FILE, exc)
 
 
 class _TrialLock:
@@ -310,7 +320,7 @@ class _TrialLock:
         self.path, self.fd = path, None
 
     def acquire(self) -> bool:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask
         try:
             fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True

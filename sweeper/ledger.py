@@ -15,6 +15,7 @@
                            sweep's own (no trial id): end_job, end_ran
         summary.md, summary.json   analyze's report, written at the sweep's end when `launch.on_end` is set
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
+        runs.parquet       the run index: one row per run dir (sweeper/runs_index.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>
 
 Only appends ever change attempts.jsonl, so a crash can lose at most the event being written, never an earlier one.

@@ -87,6 +87,7 @@ class MetricsWriter:
             )
         self.tensorboard_dir = self.run_dir  # where the TensorBoard mirror goes (a command trial's: tb/)
         self._tb = None
+        self.hparams: HParams | None = None  # the run's HParams records (set by Run), in its own event file
 
     def restore(self, rows: list[dict[str, Any]]) -> None:
         """Resume: the rows saved with the checkpoint are the truth; later epochs are dropped everywhere."""
@@ -123,6 +124,21 @@ class MetricsWriter:
             self._tb.close()
         # purge_step makes TensorBoard drop events of epochs redone after a resume.
         self._tb = ScalarWriter(self.tensorboard_dir, purge_step=purge_step, flush_secs=30)
+        if self.hparams is not None:
+            for summary in self.hparams.start():
+                self._tb.add_summary(summary)
+
+    def end(self, state: str) -> None:
+        """The run ended: its HParams session end."""
+        if not self.tensorboard or self.hparams is None:
+            return
+        reopened = self._tb is None  # ended after close() (an Optuna worker's runs): close it again
+        if reopened:
+            self._open_tb(purge_step=None)
+        self._tb.add_summary(self.hparams.finish(state))
+        self._tb.flush()
+        if reopened:
+            self.close()
 
     def close(self) -> None:
         if self._tb is not None:
@@ -161,6 +177,9 @@ class ScalarWriter:
             self._writer.add_event(Event(step=purge_step, file_version="brain.Event:2"))
             self._writer.add_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
 
+    def add_summary(self, summary, global_step: int = 0) -> None:
+        self._writer.add_event(self._event(summary=summary, step=global_step, wall_time=time.time()))
+
     def add_scalar(self, tag: str, value: float, global_step: int) -> None:
         tensor = self._tensor(dtype=self._double, double_val=[float(value)])
         summary = self._summary(value=[self._summary.Value(tag=tag, tensor=tensor, metadata=self._metadata)])
@@ -171,3 +190,73 @@ class ScalarWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+
+class HParams:
+    """The run's records for TensorBoard's HParams plugin (what torch's `summary.hparams` builds, without
+    torch): the experiment (hyperparameter and metric names) and the session's start (its values) when the
+    event file opens, the session's end (its status) when the run ends. Written into the run's own event
+    file, so the HParams table and parallel coordinates have one row per run dir, the swept params and the
+    objective; `add_hparams` would have made a sub-run instead. TensorBoard keeps the first record of each
+    tag in a run (and the first run's experiment), so the experiment names the objective only, and a run dir
+    resumed after a failure keeps its first end status there (status.json has the last)."""
+
+    def __init__(self, params: dict[str, Any], objective: str):
+        self.params, self.objective = dict(params), objective
+
+    def _summary(self, tag: str, **content):
+        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+        from tensorboard.plugins.hparams import metadata
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+        data = HParamsPluginData(version=metadata.PLUGIN_DATA_VERSION, **content).SerializeToString()
+        plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=data)
+        return Summary(value=[Summary.Value(tag=tag, metadata=SummaryMetadata(plugin_data=plugin))])
+
+    def _experiment(self):
+        from tensorboard.plugins.hparams import api_pb2, metadata
+
+        kinds = {bool: "DATA_TYPE_BOOL", str: "DATA_TYPE_STRING"}
+        infos = [
+            api_pb2.HParamInfo(name=k, type=api_pb2.DataType.Value(kinds.get(type(v), "DATA_TYPE_FLOAT64")))
+            for k, v in self._values().items()
+        ]
+        metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=self.objective))]
+        experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos)
+        return self._summary(metadata.EXPERIMENT_TAG, experiment=experiment)
+
+    def _values(self) -> dict[str, Any]:
+        values = {}
+        for key, value in self.params.items():
+            if isinstance(value, bool) or isinstance(value, str):
+                values[key] = value
+            elif isinstance(value, (int, float)):
+                values[key] = float(value)
+            elif value is not None:
+                values[key] = str(value)
+        return values
+
+    def start(self) -> list:
+        from tensorboard.plugins.hparams import metadata
+        from tensorboard.plugins.hparams.plugin_data_pb2 import SessionStartInfo
+
+        info = SessionStartInfo(start_time_secs=time.time())
+        for key, value in self._values().items():
+            field = {bool: "bool_value", str: "string_value"}.get(type(value), "number_value")
+            setattr(info.hparams[key], field, value)
+        return [
+            self._experiment(),
+            self._summary(metadata.SESSION_START_INFO_TAG, session_start_info=info),
+        ]
+
+    def finish(self, state: str):
+        from tensorboard.plugins.hparams import api_pb2, metadata
+        from tensorboard.plugins.hparams.plugin_data_pb2 import SessionEndInfo
+
+        from sweeper.states import SUCCEEDED, TrialState
+
+        status = "STATUS_SUCCESS" if state in SUCCEEDED else "STATUS_FAILURE"
+        if state == TrialState.PRUNED:
+            status = "STATUS_UNKNOWN"  # HParams has no "stopped early": neither a success nor a failure
+        end = SessionEndInfo(status=api_pb2.Status.Value(status), end_time_secs=time.time())
+        return self._summary(metadata.SESSION_END_INFO_TAG, session_end_info=end)

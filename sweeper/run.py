@@ -39,7 +39,7 @@ from typing import Any
 from sweeper.errors import TrialFailed
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
 from sweeper.objective import Objective
-from sweeper.states import TrialState
+from sweeper.states import FINISHED, TrialState
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
@@ -100,9 +100,13 @@ class Run:
         self._prune = False
         self._objective_named = False  # the objective's name appeared in a logged epoch
         # imported here: `sweeper status` reads this module's state names and should not pay for pyarrow
-        from sweeper.metrics import MetricsWriter
+        from sweeper.metrics import HParams, MetricsWriter
 
         self.metrics = MetricsWriter(self.run_dir, tensorboard=tensorboard)
+        # the HParams table's columns: the swept params, the seed and the trial id
+        self.metrics.hparams = HParams(
+            {**self.params, "seed": seed, "trial": trial_id}, self.objective.metric
+        )
         self._elapsed_before = 0.0  # training seconds of earlier attempts (requeues)
         self._started = time.monotonic()
         status = read_json(self.run_dir / STATUS_FILE, {}) or {}
@@ -289,6 +293,11 @@ class Run:
         if error is not None:
             self._status["error"] = error
         atomic_write_json(self.run_dir / STATUS_FILE, self._status)
+        if state in FINISHED:
+            try:
+                self.metrics.end(state)  # TensorBoard's HParams session end
+            except OSError:  # a full disk or read-only dir: status.json above is the record
+                pass
 
     def close(self) -> None:
         try:

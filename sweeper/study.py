@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +79,69 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return getattr(optuna.pruners, PRUNERS[spec.search.pruner.name])(**pruner_options(spec))
 
 
+def context(ledger: Ledger, objective: Objective, seeds: list[Any]) -> dict[str, Any]:
+    """The study user attributes that say which sweep a study is (optuna-dashboard shows them)."""
+    return {
+        "sweep": ledger.name,
+        "sweep_dir": str(ledger.dir.resolve()),
+        "objective": objective.metric,
+        "direction": objective.direction,
+        "seeds": list(seeds),
+    }
+
+
+NOTE = """## {name}: {metric} ({direction}), seeds {seeds}
+
+Sweep dir: `{sweep_dir}` (`analyze --checkpoints-path {sweep_dir}`).
+
+- A trial runs every seed, one after the other. Its **value** is the mean over its seeds of each run's best
+  epoch value of {metric}.
+- **Intermediate values** put the seeds on one step axis: seed number k (0 for the first seed), epoch e is
+  step k x {epochs} + e, so a completed trial shows one ramp per seed ({n_seeds} ramps).
+- A **pruned** trial stopped during one seed: the value Optuna gives it is that seed's best value so far,
+  at the step it stopped, not a mean over seeds: in history, parallel coordinates and EDF it is not
+  comparable with the completed trials' values (filter on COMPLETE to compare).
+"""
+
+
+def _save_note(study: optuna.Study, spec: SweepSpec) -> None:
+    """The study's note in optuna-dashboard (where it is installed): how to read values and steps."""
+    from sweeper import extras
+
+    if not extras.installed("optuna_dashboard"):
+        return
+    import optuna_dashboard
+
+    attrs = study.user_attrs
+    epochs = spec.base.get("epochs") if isinstance(spec.base.get("epochs"), int) else "epochs"
+    text = NOTE.format(
+        name=spec.name,
+        metric=attrs["objective"],
+        direction=attrs["direction"],
+        seeds=list(spec.seeds),
+        sweep_dir=attrs["sweep_dir"],
+        epochs=epochs,
+        n_seeds=len(spec.seeds),
+    )
+    optuna_dashboard.save_note(study, text)
+
+
 def create_study(ledger: Ledger, spec: SweepSpec) -> dict[str, Any]:
     """Create the sweep's study; returns what goes into the sweep meta."""
     name = f"{spec.name}/{ledger.dir.name}"
-    optuna.create_study(
+    study = optuna.create_study(
         study_name=name,
         storage=storage_of(ledger.dir, spec.search),
         direction=spec.objective.direction,
         load_if_exists=False,
     )
+    with warnings.catch_warnings():  # experimental since optuna 3.2, and what optuna-dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([spec.objective.metric])  # optuna-dashboard's label, not "Objective 0"
+    attrs = {"sampler": spec.search.sampler.name, "pruner": spec.search.pruner.name}
+    for key, value in {**context(ledger, spec.objective, spec.seeds), **attrs}.items():
+        study.set_user_attr(key, value)
+    _save_note(study, spec)
     storage = spec.search.storage or JOURNAL_FILE
     return {
         "study_name": name,

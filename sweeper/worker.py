@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState as OptunaTrialState
 
 from sweeper.fsutil import atomic_write_json, locked, read_json
-from sweeper.job import SUBMITIT_FOLDER, Ending, JobBase, load_entrypoint
+from sweeper.job import SUBMITIT_FOLDER, Ending, JobBase, index_run, load_entrypoint
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
 from sweeper.provenance import slurm_environment
 from sweeper.run import CONFIG_FILE, STATUS_FILE, Run
@@ -233,6 +233,7 @@ class TuneWorker(JobBase):
                 )
                 return
             run.set_state(TrialState.COMPLETED)
+            index_run(run.run_dir)
             values.append(value)
         trial.set_user_attr("seed_values", values)
         study.tell(trial, sum(values) / len(values))
@@ -243,6 +244,7 @@ def _tell_bad_end(study: optuna.Study, trial, run: Run, end: Ending) -> None:
     if end.state == TrialState.COMPLETED:
         return  # the trial's value decides, once every seed ran
     run.set_state(end.state, end.error)
+    index_run(run.run_dir)
     if end.state == TrialState.PRUNED:
         study.tell(trial, state=OptunaTrialState.PRUNED)
         log.info("trial %d pruned at epoch %d", trial.number, run.metrics.last_epoch)

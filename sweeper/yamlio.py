@@ -15,7 +15,16 @@ from sweeper.errors import SpecError
 
 
 class Loader(yaml.SafeLoader):
-    pass
+    def construct_yaml_float(self, node):
+        """YAML 1.1's float pattern also matches non-numbers such as `._` or `1__.`: those stay strings
+        (PyYAML's own constructor raises a ValueError on them, which escaped as a traceback)."""
+        try:
+            return super().construct_yaml_float(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+Loader.add_constructor("tag:yaml.org,2002:float", Loader.construct_yaml_float)
 
 
 Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}

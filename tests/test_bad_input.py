@@ -189,3 +189,11 @@ def test_generated_grids_over_the_real_trainer(grid):
     except SpecError:
         return
     assert trials and all(t.config["seed"] == 0 for t in trials)
+
+
+def test_a_scalar_that_only_looks_like_a_float_is_a_string():
+    """Found by the generated specs: `name: ._` matches YAML 1.1's float pattern and crashed PyYAML."""
+    from sweeper import yamlio
+
+    data, _ = yamlio.load("a: ._\nb: 1_.\nc: 1e-3\nd: .5\n")
+    assert data == {"a": "._", "b": 1.0, "c": 0.001, "d": 0.5}

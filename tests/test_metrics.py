@@ -64,7 +64,7 @@ def tensorboard_scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
     events.Reload()
     return {
         tag: [(e.step, tensor_util.make_ndarray(e.tensor_proto).item()) for e in events.Tensors(tag)]
-        for tag in events.Tags()["tensors"]
+        for tag in events.PluginTagToContent("scalars")  # not the HParams plugin's records
     }
 
 

@@ -229,13 +229,6 @@ def test_dashboard_serves_the_study_and_its_learning_curves(tmp_path, cli):
         server.wait(timeout=10)
 
 
-def test_dashboard_refuses_a_grid_sweep(tmp_path, cli):
-    write_spec(tmp_path, "name: g\nentrypoint: jobfns:curve\nbase: {epochs: 1, lr: 0.01}\nconfigs: {a: {}}\n")
-    cli("launch", "spec.yaml", "--executor", "local")
-    result = cli("dashboard", "g", check=False)
-    assert result.returncode == 1 and "has no Optuna study" in result.stderr
-
-
 @pytest.mark.parametrize(
     ("block", "message"),
     [

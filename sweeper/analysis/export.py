@@ -1,5 +1,6 @@
-"""Machine-readable exports of a report: CSV (the rows shown) and JSON (everything, strict: NaN/inf -> null);
-and the provenance of sweeps as CSV."""
+"""Machine-readable exports of a report: CSV (the rows shown), JSON (everything, strict: NaN/inf -> null),
+long parquet (every epoch of every run, with the run's identity and params); and the provenance of sweeps
+as CSV."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import csv
 import io
 import json
 import math
+import os
 from collections import Counter
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Stat, summary_stat
 from sweeper.analysis.provenance import SweepProvenance
@@ -16,6 +21,8 @@ from sweeper.analysis.query import RUN_ATTRIBUTES, export_name
 from sweeper.analysis.report import Report
 from sweeper.analysis.runs import RunSummary
 from sweeper.analysis.summarize import FIELDS
+from sweeper.metrics import METRICS_FILE
+from sweeper.runs_index import PARAM_PREFIX, column, identity
 
 
 def run_record(run: RunSummary, split: str) -> dict[str, Any]:
@@ -139,6 +146,37 @@ def to_json(report: Report) -> str:
         "notes": report.notes,
     }
     return json.dumps(strict(document), indent=2, allow_nan=False, default=str)
+
+
+def to_long_parquet(report: Report) -> bytes:
+    """One row per run x epoch of the report's runs (after --filter): the run's identity (run_dir, trial_id,
+    name, seed, state, params.<key>) then its metrics.parquet columns; runs that log different metrics
+    share one schema (a metric a run never logged is null there)."""
+    tables, identities = [], []
+    for run in report.runs:
+        try:
+            table = pq.read_table(os.path.join(run.run_dir, METRICS_FILE))
+        except (OSError, pa.ArrowInvalid):  # no epoch yet, or unreadable (analyze warned already)
+            continue
+        tables.append(table.replace_schema_metadata(None))
+        record = {"sweep": run.sweep, "trial_id": run.trial_id, "name": run.name, "seed": run.seed}
+        who = identity(run.run_dir, {**record, "optuna_trial": run.optuna_trial, "params": run.params})
+        identities.append(({**who, "state": str(run.state)}, table.num_rows))
+    metrics = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+    names = list(dict.fromkeys(k for who, _ in identities for k in who))
+    names = [n for n in names if not n.startswith(PARAM_PREFIX)] + sorted(
+        n for n in names if n.startswith(PARAM_PREFIX)
+    )
+    columns = {
+        name: column([who.get(name) for who, rows in identities for _ in range(rows)]) for name in names
+    }
+    for name in ("seed", "optuna_trial"):  # null for every run (no Optuna trial) keeps its type
+        if name in columns:
+            columns[name] = columns[name].cast(pa.int64())
+    columns.update({name: metrics.column(name) for name in metrics.column_names})
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
 
 
 def to_csv(report: Report) -> str:

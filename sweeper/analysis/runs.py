@@ -15,7 +15,6 @@ import json
 import math
 import multiprocessing
 import os
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from sweeper import runs_index
 from sweeper.analysis import cache as summary_cache
 from sweeper.analysis import summarize as summary_numbers
 from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
@@ -36,12 +36,12 @@ from sweeper.fsutil import read_json
 from sweeper.metrics import METRICS_FILE, SUMMARY_FILE
 from sweeper.objective import Objective
 from sweeper.run import CONFIG_FILE, STATUS_FILE
+from sweeper.runs_index import RUN_DIR_NAME
 from sweeper.states import FINISHED, NOT_A_RESULT
 
 SWEEP_FILE = "sweep.json"
 RUN_FILES = (METRICS_FILE, CONFIG_FILE, STATUS_FILE)
 BATCH_RUNS = 256  # runs read and reduced together by one worker
-RUN_DIR_NAME = re.compile(r"\d{8}_\d{6}_j")  # what job.py and worker.py name a run dir (stamp, job id)
 
 
 @dataclass(slots=True)
@@ -527,6 +527,8 @@ def analyze(
                     entries[name] = entry
             cache.save(parent, entries)
 
+    for parent in parents:  # the sweeps' runs.parquet, where a job could not write its row (or none yet)
+        runs_index.rebuild(Path(parent))
     ends = {parent: _ledger_ends(parent, by_parent[parent], records) for parent in parents}
     runs = [_to_summary(run, records[run.path], ends[run.parent]) for run in found]
     problems = [problem for run in found for problem in records[run.path][3]]

@@ -179,10 +179,11 @@ class SweepKind(ABC):
         """How `trials` (all of the sweep's when None) ended."""
 
     def dashboard_storage(self, ledger: Ledger):
-        """The Optuna storage optuna-dashboard serves, or a SweeperError for a sweep without a study."""
-        from sweeper.errors import SweeperError
+        """The Optuna storage optuna-dashboard serves: for a sweep without a study of its own, one built in
+        memory from its run dirs."""
+        from sweeper.dashboard import grid_storage
 
-        raise SweeperError(f"{ledger.dir} is a {self.name} sweep: it has no Optuna study (use analyze)")
+        return grid_storage(ledger)
 
 
 def analyze_hint(ledger: Ledger) -> str:

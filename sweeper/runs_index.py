@@ -1,0 +1,171 @@
+"""The sweep's run index, `<sweep dir>/runs.parquet`: one row per run dir (who it is, its params, how it
+ended, its best and last values), so a sweep reads as one table in pandas, polars or duckdb and joins
+with the runs' metrics.parquet on `run_dir`. Schema in docs/metrics.md.
+
+A job replaces its own row when its run ends (under a lock, atomically: readers see the old index or the
+new one); `analyze` rebuilds the index from the run dirs when it is missing or older than one of them (a
+job killed by SIGKILL never wrote its row). Everything here is read from the run dir's own files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sweeper.fsutil import atomic_write_bytes, locked, read_json
+from sweeper.ledger import META_FILE
+from sweeper.metrics import FIXED_COLUMNS, METRICS_FILE
+from sweeper.objective import Objective
+from sweeper.run import CONFIG_FILE, STATUS_FILE
+
+INDEX_FILE = "runs.parquet"
+RUN_DIR_NAME = re.compile(
+    r"\d{8}_\d{6}_j"
+)  # `<YYYYMMDD_HHMMSS>_j<job id>`, as job.py and worker.py name them
+PARAM_PREFIX = "params."
+LAST_PREFIX = "last."
+IDENTITY = (
+    "run_dir",
+    "path",
+    "sweep",
+    "trial_id",
+    "name",
+    "seed",
+    "optuna_trial",
+    "job_id",
+    "state",
+    "error",
+)
+VALUES = ("objective", "direction", "epochs", "best_value", "best_epoch", "final_value")
+
+
+def _scalar(value: Any) -> Any:
+    """A param value as one parquet cell: lists and mappings as their JSON-ish text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def identity(run_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Who a run is, as the index and the long export name it: its dir, trial, seed and params (from its
+    config.json record, or anything with the same keys)."""
+    run_dir = Path(run_dir)
+    row: dict[str, Any] = {
+        "run_dir": run_dir.name,
+        "path": str(run_dir.resolve()),
+        **{key: config.get(key) for key in ("sweep", "trial_id", "name", "seed", "optuna_trial")},
+    }
+    row.update({PARAM_PREFIX + key: _scalar(v) for key, v in sorted((config.get("params") or {}).items())})
+    return row
+
+
+def index_row(run_dir: Path) -> dict[str, Any]:
+    """The run's row, from its config.json, status.json and metrics.parquet (each may be missing)."""
+    config = read_json(run_dir / CONFIG_FILE, {}) or {}
+    status = read_json(run_dir / STATUS_FILE, {}) or {}
+    objective = Objective.of(config.get("objective"))
+    row = identity(run_dir, config)
+    row.update(job_id=config.get("job_id") or status.get("job_id"), state=status.get("state"))
+    row.update(error=status.get("error"), objective=objective.metric, direction=objective.direction)
+    try:
+        metrics = pq.read_table(run_dir / METRICS_FILE).to_pylist()
+    except (OSError, pa.ArrowInvalid):
+        metrics = []
+    values = [(r["epoch"], r.get(objective.metric)) for r in metrics]
+    finite = [(e, v) for e, v in values if v is not None and math.isfinite(v)]
+    best = (max if objective.maximize else min)(finite, key=lambda ev: ev[1], default=(None, None))
+    row.update(epochs=metrics[-1]["epoch"] if metrics else 0, best_epoch=best[0], best_value=best[1])
+    row["final_value"] = values[-1][1] if values else None
+    last = metrics[-1] if metrics else {}
+    row.update({LAST_PREFIX + k: v for k, v in last.items() if k not in FIXED_COLUMNS})
+    return row
+
+
+def column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a param that is a number in one run, a name in another
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    names = list(dict.fromkeys([*IDENTITY, *VALUES, *(k for r in rows for k in r)]))
+    params = sorted(n for n in names if n.startswith(PARAM_PREFIX))
+    last = sorted(n for n in names if n.startswith(LAST_PREFIX))
+    rows = sorted(rows, key=lambda r: r["run_dir"])
+    columns = {n: column([r.get(n) for r in rows]) for n in [*IDENTITY, *params, *VALUES, *last]}
+    for name in ("seed", "optuna_trial", "epochs", "best_epoch"):  # all-null columns keep their type
+        columns[name] = columns[name].cast(pa.int64())
+    for name in ("best_value", "final_value", *last):
+        columns[name] = columns[name].cast(pa.float64())
+    return pa.table(columns).replace_schema_metadata({"sweeper.index": "1"})
+
+
+def _write(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(_table(rows), buffer)
+    atomic_write_bytes(sweep_dir / INDEX_FILE, buffer.getvalue())
+
+
+def _lock(sweep_dir: Path):
+    return locked(sweep_dir / f".{INDEX_FILE}.lock")
+
+
+def record(run_dir: Path) -> None:
+    """Replace the run's row in its sweep's index (a run dir outside a sweep dir has none)."""
+    sweep_dir = run_dir.parent
+    if not (sweep_dir / META_FILE).exists():
+        return
+    row = index_row(run_dir)
+    with _lock(sweep_dir):
+        try:
+            rows = pq.read_table(sweep_dir / INDEX_FILE).to_pylist()
+        except (
+            OSError,
+            pa.ArrowInvalid,
+        ):  # none yet, or unreadable: the others come back at the next rebuild
+            rows = []
+        _write(sweep_dir, [r for r in rows if r.get("run_dir") != run_dir.name] + [row])
+
+
+def run_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and RUN_DIR_NAME.match(p.name))
+
+
+def _newest_change(run_dir: Path) -> float:
+    times = []
+    for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE):
+        try:
+            times.append((run_dir / name).stat().st_mtime)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def is_current(sweep_dir: Path) -> bool:
+    """The index has a row for every run dir and is newer than each one's files."""
+    try:
+        written = (sweep_dir / INDEX_FILE).stat().st_mtime
+        indexed = set(pq.read_table(sweep_dir / INDEX_FILE, columns=["run_dir"]).column(0).to_pylist())
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return False
+    dirs = run_dirs(sweep_dir)
+    return indexed == {d.name for d in dirs} and all(_newest_change(d) <= written for d in dirs)
+
+
+def rebuild(sweep_dir: Path) -> bool:
+    """Write the index from the run dirs if it is not current; False where the sweep dir is not writable."""
+    if not (sweep_dir / META_FILE).exists() or is_current(sweep_dir):
+        return True
+    try:
+        with _lock(sweep_dir):
+            _write(sweep_dir, [index_row(d) for d in run_dirs(sweep_dir)])
+    except OSError:  # a colleague's read-only sweep: analyze reads it all the same
+        return False
+    return True

@@ -93,3 +93,21 @@ def scripted(config: dict, run) -> None:
     """Logs `config['losses'][seed]` as valid/loss, one value per epoch (valid/acc alongside)."""
     for epoch, loss in enumerate(config["losses"][run.seed], start=1):
         run.log(epoch, {"valid/loss": loss, "valid/acc": 1 - loss})
+
+
+def record_gpu(config: dict, run) -> None:
+    """Appends (trial's lr, CUDA_VISIBLE_DEVICES, start, end) to config['log'] around `sleep` seconds."""
+    import json
+    import os
+
+    start = time.time()
+    time.sleep(config.get("sleep", 1.0))
+    line = {
+        "lr": config["lr"],
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "start": start,
+        "end": time.time(),
+    }
+    with open(config["log"], "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    run.log(1, {"valid/loss": 1.0, "valid/acc": 0.5})

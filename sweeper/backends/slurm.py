@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.backends import slurm_commands, slurm_helpers
+from sweeper.backends import slurm_commands, slurm_helpers, slurm_limits
 from sweeper.backends.base import GONE, Backend, Resources, SchedulerView
 from sweeper.errors import SchedulerError
 from sweeper.ledger import is_accounted, submitted_event
@@ -53,6 +53,23 @@ def split_arrays(n_trials: int, max_array_size: int | None, parallelism: int) ->
     return parts
 
 
+def submit_now(n_trials: int, limits: slurm_limits.SubmitLimits | None, end_job: bool) -> int:
+    """How many of `n_trials` to submit now: all where they fit under the submit limits (with an end job
+    still to submit), else what fits beside a feeder job (and that end job) that submits the rest later."""
+    room = limits.room if limits is not None else None
+    reserved = 1 if end_job else 0
+    if room is None or n_trials + reserved <= room:
+        return n_trials
+    return max(0, room - 1 - reserved)
+
+
+def end_job_queued(ledger: Ledger) -> bool:
+    """The sweep's latest end job has not run yet: it is in the queue, and counted there already."""
+    ends = ledger.sweep_events(slurm_helpers.END_JOB_EVENT)
+    ran = {str(e.get("job_id")) for e in ledger.sweep_events("end_ran")}
+    return bool(ends) and str(ends[-1]["job_id"]) not in ran
+
+
 class SlurmBackend(Backend):
     name = "slurm"
     waits = False  # arrays carry the throttle: `launch` returns once sbatch has answered
@@ -80,13 +97,20 @@ class SlurmBackend(Backend):
             params["slurm_setup"] = list(res.setup)
         return Resources(parallelism, launch.threads or res.cpus_per_task, params)
 
-    def prepare(self, res: Resources, n_trials: int, query_cluster: bool) -> None:
+    def prepare(self, spec: SweepSpec, res: Resources, n_trials: int, query_cluster: bool) -> None:
         if query_cluster:
             try:
                 res.max_array_size = slurm_commands.max_array_size()
             except SchedulerError as exc:
                 res.cluster_error = str(exc)
-        res.arrays = split_arrays(n_trials, res.max_array_size, res.parallelism)
+            if res.cluster_error is None:
+                slurm = spec.launch.slurm
+                res.limits = slurm_limits.read_limits(
+                    slurm.account, slurm.qos, slurm.partition, slurm.max_submit_jobs
+                )
+        res.n_trials = n_trials
+        first = submit_now(n_trials, res.limits, bool(spec.launch.on_end))
+        res.arrays = split_arrays(first, res.max_array_size, res.parallelism)
 
     def check_submittable(self, res: Resources) -> None:
         if res.cluster_error and res.max_array_size is None:  # no sweep dir for what cannot be submitted
@@ -108,10 +132,14 @@ class SlurmBackend(Backend):
     def submit(
         self, spec: SweepSpec, res: Resources, ledger: Ledger, trials: list[Trial], job: Callable
     ) -> None:
-        """One sbatch per array; each array is in the ledger as soon as sbatch accepted it."""
+        """One sbatch per array; each array is in the ledger as soon as sbatch accepted it. The trials past
+        the user's submit limits wait in the ledger for a feeder job (slurm_helpers.submit_feeder)."""
         self.check_submittable(res)
         executor = self.make_executor(spec, res, ledger)
         attempts = ledger.next_attempts(trials)
+        end_job = bool(spec.launch.on_end) and not end_job_queued(ledger)
+        now = submit_now(len(trials), res.limits, end_job)
+        trials, held = trials[:now], trials[now:]
         array_ids: list[str] = []
         done = 0
         for part in split_arrays(len(trials), res.max_array_size, res.parallelism):
@@ -135,6 +163,8 @@ class SlurmBackend(Backend):
                 ]
             )
             done += len(chunk)
+        if held:
+            slurm_helpers.submit_feeder(spec, ledger, array_ids, held, bool(getattr(job, "fresh", False)))
 
     def schedule_end(self, spec: SweepSpec, res: Resources, ledger: Ledger) -> bool:
         """A job that waits (afterany) for every array of the sweep runs its end (slurm_helpers)."""
@@ -169,10 +199,27 @@ class SlurmBackend(Backend):
         limit = res.max_array_size or f"unknown ({res.cluster_error})"
         lines = [f"MaxArraySize: {limit}; {len(res.arrays)} array(s):"]
         lines += [f"  {line}" for line in array_lines(res.arrays)]
+        if res.limits is not None:
+            lines += ["submit limits:", *[f"  {line}" for line in res.limits.lines()]]
+            lines += feeding_lines(res.n_trials, res.limits, bool(spec.launch.on_end))
         sbatch = sbatch_preview(res)
         if sbatch:
             lines += ["sbatch parameters (array 1):", *[f"  {line}" for line in sbatch]]
         return lines
+
+
+def feeding_lines(n_trials: int, limits: slurm_limits.SubmitLimits, end_job: bool) -> list[str]:
+    """The feeding plan of a dry run: what is submitted now, and the parts a feeder job submits later."""
+    now = submit_now(n_trials, limits, end_job)
+    if now >= n_trials:
+        return [f"all {n_trials} trial(s) fit under the submit limits: no feeder job"]
+    # each later part: the limit less the running feeder, the next one and the end job
+    part = max(1, min(lim.value for lim in limits.submit) - 2 - (1 if end_job else 0))
+    parts = -(-(n_trials - now) // part)
+    return [
+        f"feeding: {now} trial(s) now, then a feeder job (1 CPU, afterany on them) submits the other "
+        f"{n_trials - now} in about {parts} part(s) of up to {part}, each after the previous one has ended"
+    ]
 
 
 def array_lines(arrays: list[ArrayPart]) -> list[str]:

@@ -96,9 +96,10 @@ def make_plan(
     asked = spec.search.workers if spec.search is not None else spec.launch.parallelism
     resources = backend.resources(spec, asked, len(trials))
     backend.prepare(spec, resources, len(trials), query_cluster)
-    return Plan(
-        spec, trials, backend, kind, resources, kind.warnings(spec), str(profile) if profile else None
-    )
+    warnings = kind.warnings(spec)
+    if spec.launch.pack > 1 and not backend.packs:
+        warnings.append(f"launch.pack: {backend.name} runs each trial as its own job (packing is for SLURM)")
+    return Plan(spec, trials, backend, kind, resources, warnings, str(profile) if profile else None)
 
 
 def should_wait(plan: Plan, asked: bool | None) -> bool:

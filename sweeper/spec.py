@@ -68,6 +68,9 @@ class LaunchSpec:
     # by at most `trials_per_gpu` trials at once.
     gpus: list[int] | None = None
     trials_per_gpu: int = 1
+    # SLURM: this many trials in one array task (sweeper/pack.py), at once or one after the other.
+    pack: int = 1
+    pack_mode: Literal["parallel", "sequential"] = "parallel"
 
     def validate(self) -> None:
         if self.parallelism is not None and self.parallelism < 1:
@@ -81,6 +84,8 @@ class LaunchSpec:
                 )
             if len(set(self.gpus)) != len(self.gpus):
                 raise SchemaError("gpus", "lists a GPU twice (use trials_per_gpu to share one)")
+        if self.pack < 1:
+            raise SchemaError("pack", f"must be at least 1 trial per job, got {self.pack}")
         if self.trials_per_gpu < 1:
             raise SchemaError("trials_per_gpu", f"must be at least 1, got {self.trials_per_gpu}")
         if self.on_end is not None:
@@ -497,6 +502,14 @@ def parse_spec(
             "`search:` cannot be combined with `configs:` or `grid:` (use `sampler: grid` for an Optuna grid)",
             file=where,
             key="search",
+            line=line,
+        )
+    if spec.search is not None and spec.launch.pack > 1:
+        where, line = spec.line_of("launch.pack")
+        raise SpecError(
+            "packing is for grid/configs sweeps (an Optuna worker already runs trial after trial)",
+            file=where or file,
+            key="launch.pack",
             line=line,
         )
     if spec.configs is None and not spec.grid and spec.search is None:

@@ -81,6 +81,7 @@ class Backend(ABC):
 
     name: ClassVar[str]
     waits: ClassVar[bool] = True  # `launch` stays until the jobs end unless told otherwise
+    packs: ClassVar[bool] = False  # runs `launch.pack` trials per job (else one trial per job)
 
     @abstractmethod
     def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:

@@ -11,6 +11,7 @@ resumes the others from their last.pt. Node side: never imports the CLI, rich, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,6 +61,7 @@ class PackJob(JobBase):
         self.mode = mode
         self._inner: TrialJob | None = None  # sequential: the trial running now
         self._children: dict[int, subprocess.Popen] = {}
+        self._codes: dict[int, int] = {}  # index -> exit code of the children that have ended
 
     @classmethod
     def around(cls, job: TrialJob, mode: str, threads: int | None) -> PackJob:
@@ -114,13 +116,30 @@ class PackJob(JobBase):
             self._children[index] = subprocess.Popen(command, env=env)
         trial_ids = dict(todo)
         try:
-            codes = {index: child.wait() for index, child in self._children.items()}
+            self._reap_until(None)
         except submitit.core.utils.UncompletedJobError as exc:  # out of requeues: the children stopped
-            codes = {index: self._stop(child) for index, child in self._children.items()}
-            self._record(ledger, job_id, trial_ids, codes, timeout=str(exc))
+            self._record(ledger, job_id, trial_ids, self._codes, timeout=str(exc))
             raise
-        self._record(ledger, job_id, trial_ids, codes)
-        return [{"trial_id": trial_ids[i]["trial_id"], "exit_code": code} for i, code in codes.items()]
+        self._record(ledger, job_id, trial_ids, self._codes)
+        return [{"trial_id": trial_ids[i]["trial_id"], "exit_code": code} for i, code in self._codes.items()]
+
+    def _reap(self) -> None:
+        """Collect the exit codes of the children that have ended. os.waitpid, not Popen.wait: this also
+        runs inside the SIGUSR2 handler, which may interrupt the main thread inside Popen's own lock."""
+        for index, child in self._children.items():
+            if index in self._codes:
+                continue
+            try:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by the other caller already, which records its code
+                continue
+            if pid:
+                child.returncode = self._codes[index] = os.waitstatus_to_exitcode(status)
+
+    def _reap_until(self, deadline: float | None) -> None:
+        while len(self._codes) < len(self._children) and (deadline is None or time.time() < deadline):
+            self._reap()
+            time.sleep(0.1)
 
     def _record(
         self, ledger: Ledger, job_id: str, trials: dict, codes: dict[int, int], timeout: str | None = None
@@ -141,24 +160,17 @@ class PackJob(JobBase):
         if events:
             ledger.append(*events)
 
-    @staticmethod
-    def _stop(child: subprocess.Popen) -> int:
-        if child.poll() is None:
-            child.send_signal(signal.SIGUSR2)
-        try:
-            return child.wait(timeout=CHILD_STOP_S)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            return child.wait()
-
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """The task will be requeued: the running trials are marked REQUEUED and stop (children on
         SIGUSR2, then their exit is awaited); the requeued pack resumes them."""
         self.requeued = True
         if self._inner is not None:
             self._inner.checkpoint()
-        for child in self._children.values():
-            self._stop(child)
+        for index, child in self._children.items():
+            if index not in self._codes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGUSR2)  # SLURM signals them too: they stop once
+        self._reap_until(time.time() + CHILD_STOP_S)
         copy = type(self)(
             self.sweep_dir, self.entrypoint, self.threads, self.fresh, self.timeout_min, self.mode
         )

@@ -99,6 +99,11 @@ def make_plan(
     warnings = kind.warnings(spec)
     if spec.launch.pack > 1 and not backend.packs:
         warnings.append(f"launch.pack: {backend.name} runs each trial as its own job (packing is for SLURM)")
+    if spec.launch.gpus and not backend.hands_out_gpus:
+        warnings.append(
+            f"launch.gpus: only the local executor hands out GPUs; on {backend.name} use "
+            "launch.slurm.gpus_per_node"
+        )
     return Plan(spec, trials, backend, kind, resources, warnings, str(profile) if profile else None)
 
 

@@ -79,3 +79,18 @@ def test_bad_gpu_lists_are_refused_with_their_line(tmp_path, cli, value, problem
     result = cli("launch", "spec.yaml", check=False)
     assert result.returncode == 1 and result.stderr.startswith("error: spec.yaml:7: launch.gpus: " + problem)
     assert not (tmp_path / "runs").exists()
+
+
+def test_gpus_on_another_executor_is_a_warning_naming_gpus_per_node(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: gpus
+        entrypoint: jobfns:record_gpu
+        base: {sleep: 0}
+        grid: {sleep: [0]}
+        launch: {executor: debug, gpus: [1, 2]}
+        """,
+    )
+    out = cli("launch", "spec.yaml", "--dry-run").stdout
+    assert "warning: launch.gpus: only the local executor hands out GPUs; on debug use" in out

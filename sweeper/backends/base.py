@@ -82,6 +82,7 @@ class Backend(ABC):
     name: ClassVar[str]
     waits: ClassVar[bool] = True  # `launch` stays until the jobs end unless told otherwise
     packs: ClassVar[bool] = False  # runs `launch.pack` trials per job (else one trial per job)
+    hands_out_gpus: ClassVar[bool] = False  # gives each trial a GPU of `launch.gpus` (the local launcher)
 
     @abstractmethod
     def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 class LocalBackend(Backend):
     name = "local"
+    hands_out_gpus = True
     poll_s = 0.5
 
     def __init__(self) -> None:

@@ -260,9 +260,16 @@ def run_with_progress(
     if not waiting:
         launch.execute(plan, ledger, trials, wait_for_end=False, fresh=fresh, continuing=continuing)
         arrays = launch.submitted_arrays(ledger, trials)
+        held = launch.held_for_feeding(ledger, trials)
+        fed = sum(held.values())
         console.print(
-            f"submitted {len(trials)} trial(s) as job array(s) {', '.join(arrays)}; "
-            f"follow them with: sweeper status {ledger.dir}",
+            f"submitted {len(trials) - fed} trial(s) as job array(s) {', '.join(arrays) or '(none)'}; "
+            + (
+                f"{fed} more wait for the feeder job {', '.join(held)} (the cluster's submit limits); "
+                if held
+                else ""
+            )
+            + f"follow them with: sweeper status {ledger.dir}",
             highlight=False,
         )
         return None

@@ -14,28 +14,47 @@ from sweeper.status import sweep_status
 
 
 def cancel(ledger: Ledger, trial_ids: list[str] | None = None) -> list[str]:
-    """Cancel the queued or running trials (all, or those named); returns the trial ids cancelled."""
-    statuses = sweep_status(ledger)
-    known = {s.trial_id for s in statuses}
-    unknown = sorted(set(trial_ids or []) - known)
-    if unknown:
-        raise SweeperError(f"{ledger.name}: no trial {', '.join(unknown)}")
-    chosen = [s for s in statuses if is_active(s.state) and (trial_ids is None or s.trial_id in trial_ids)]
-    records = ledger.records()
-    by_backend: dict[str, list[str]] = {}
-    for s in chosen:
-        if s.job_id:
-            name = (records[s.trial_id].latest or {}).get("executor") or ledger.meta.get("executor")
-            by_backend.setdefault(name, []).append(str(s.job_id))
-    for name, job_ids in by_backend.items():  # one call per backend (one scancel for all SLURM jobs)
-        backends.get(name).cancel(job_ids)
-    ledger.append(
-        *[
-            ended_event(s.trial_id, s.job_id, TrialState.CANCELLED, "cancelled by `sweeper cancel`")
-            for s in chosen
+    """Cancel the queued or running trials (all, or those named); returns the trial ids cancelled. Under
+    the submit lock, so that a feeder job (feeding.py) never submits a trial taken back here."""
+    with ledger.lock():
+        statuses = sweep_status(ledger)
+        known = {s.trial_id for s in statuses}
+        unknown = sorted(set(trial_ids or []) - known)
+        if unknown:
+            raise SweeperError(f"{ledger.name}: no trial {', '.join(unknown)}")
+        chosen = [
+            s for s in statuses if is_active(s.state) and (trial_ids is None or s.trial_id in trial_ids)
         ]
-    )
+        records = ledger.records()
+        by_backend: dict[str, list[str]] = {}
+        for s in chosen:
+            if s.job_id and s.state != TrialState.QUEUED:
+                name = (records[s.trial_id].latest or {}).get("executor") or ledger.meta.get("executor")
+                by_backend.setdefault(name, []).append(str(s.job_id))
+        by_backend.setdefault(backends.SlurmBackend.name, []).extend(idle_feeders(records, chosen))
+        for name, job_ids in by_backend.items():  # one call per backend (one scancel for all SLURM jobs)
+            if job_ids:
+                backends.get(name).cancel(job_ids)
+        fed = [s.trial_id for s in chosen if (records[s.trial_id].queued or {}).get("feeder")]
+        ledger.append(
+            *[{"event": "dequeued", "trial_id": trial_id} for trial_id in fed],
+            *[
+                ended_event(s.trial_id, s.job_id, TrialState.CANCELLED, "cancelled by `sweeper cancel`")
+                for s in chosen
+            ],
+        )
     return [s.trial_id for s in chosen]
+
+
+def idle_feeders(records: dict, chosen: list) -> list[str]:
+    """The feeder jobs left with nothing to feed once the chosen trials are taken back."""
+    taken = {s.trial_id for s in chosen}
+    holding: dict[str, set[str]] = {}
+    for trial_id, record in records.items():
+        feeder = (record.queued or {}).get("feeder")
+        if feeder:
+            holding.setdefault(str(feeder), set()).add(trial_id)
+    return sorted(f for f, held in holding.items() if held <= taken)
 
 
 def plan_rerun(ledger: Ledger, states: set[str], executor: str | None) -> Plan:

@@ -56,8 +56,11 @@ def load_entrypoint(spec: str):
         raise SweeperError(f"entrypoint {spec!r} cannot be loaded: {exc}") from exc
 
 
-def resolve_run_dir(ledger: Ledger, trial_id: str, job_id: str, fresh: bool) -> tuple[Path, bool]:
-    """(run dir, resumed?): the same dir after a requeue (same job id) or a retry of a checkpointed run."""
+def resolve_run_dir(
+    ledger: Ledger, trial_id: str, job_id: str, fresh: bool, pack_index: int | None = None
+) -> tuple[Path, bool]:
+    """(run dir, resumed?): the same dir after a requeue (same job id) or a retry of a checkpointed run.
+    A new dir is named after the job (and `_p<k>`, the trial's place in a packed job: sweeper/pack.py)."""
     record = ledger.records().get(trial_id)
     previous = [a for a in (record.attempts if record else []) if a.get("run_dir")]
     if previous:
@@ -65,7 +68,7 @@ def resolve_run_dir(ledger: Ledger, trial_id: str, job_id: str, fresh: bool) -> 
         same_job = previous[-1].get("job_id") == job_id
         if same_job or (not fresh and (run_dir / LAST_CHECKPOINT).exists()):
             return run_dir, True
-    safe_id = job_id.replace("/", "_")
+    safe_id = job_id.replace("/", "_") + (f"_p{pack_index}" if pack_index is not None else "")
     return ledger.dir / f"{time.strftime(STAMP_FORMAT)}_j{safe_id}", False
 
 
@@ -215,6 +218,8 @@ def _note_signal(signum: int, frame: Any) -> None:
 class TrialJob(JobBase):
     """Runs one trial of a grid/configs sweep."""
 
+    pack_index: int | None = None  # its place in a packed job (sweeper/pack.py), which names its run dir
+
     def __call__(self, trial_json: dict[str, Any]) -> dict[str, Any]:
         trial = Trial.from_json(trial_json)
         ledger, job_id, lock = self._start(trial.trial_id)
@@ -226,7 +231,7 @@ class TrialJob(JobBase):
             lock.release()
 
     def _run(self, ledger: Ledger, trial: Trial, job_id: str) -> dict[str, Any]:
-        run_dir, resumed = resolve_run_dir(ledger, trial.trial_id, job_id, self.fresh)
+        run_dir, resumed = resolve_run_dir(ledger, trial.trial_id, job_id, self.fresh, self.pack_index)
         previous = read_json(run_dir / STATUS_FILE, {}) or {}
         segment = Segment.of(ledger.segment_of(trial.trial_id))
         # COMPLETED is the end, unless `sweeper continue` has asked for a later segment since

@@ -100,17 +100,17 @@ def make_plan(
     # Optuna workers all run at once: the study, not the array throttle, holds the queue.
     asked = spec.search.workers if spec.search is not None else spec.launch.parallelism
     resources = backend.resources(spec, asked, len(trials))
-    backend.prepare(resources, len(trials), query_cluster)
+    backend.prepare(spec, resources, len(trials), query_cluster)
     warnings = [w for w in [objective_warning(spec.objective.metric, spec.declared_direction)] if w]
-    return Plan(
-        spec,
-        trials,
-        backend,
-        kind,
-        resources,
-        warnings + kind.warnings(spec),
-        str(profile) if profile else None,
-    )
+    warnings += kind.warnings(spec)
+    if spec.launch.pack > 1 and not backend.packs:
+        warnings.append(f"launch.pack: {backend.name} runs each trial as its own job (packing is for SLURM)")
+    if spec.launch.gpus and not backend.hands_out_gpus:
+        warnings.append(
+            f"launch.gpus: only the local executor hands out GPUs; on {backend.name} use "
+            "launch.slurm.gpus_per_node"
+        )
+    return Plan(spec, trials, backend, kind, resources, warnings, str(profile) if profile else None)
 
 
 def should_wait(plan: Plan, asked: bool | None) -> bool:
@@ -231,7 +231,19 @@ def submitted_arrays(ledger: Ledger, trials: list[Trial]) -> list[str]:
     records = ledger.records()
     arrays: dict[str, None] = {}
     for trial in trials:
-        latest = records[trial.trial_id].latest if trial.trial_id in records else None
+        record = records.get(trial.trial_id)
+        latest = record.latest if record is not None and record.queued is None else None
         if latest and latest.get("job_id"):
             arrays[str(latest["job_id"]).split("_")[0]] = None
     return list(arrays)
+
+
+def held_for_feeding(ledger: Ledger, trials: list[Trial]) -> dict[str, int]:
+    """Feeder job id -> how many of these trials it holds (those past the cluster's submit limits)."""
+    records = ledger.records()
+    held: dict[str, int] = {}
+    for trial in trials:
+        feeder = (records[trial.trial_id].queued or {}).get("feeder") if trial.trial_id in records else None
+        if feeder:
+            held[str(feeder)] = held.get(str(feeder), 0) + 1
+    return held

@@ -36,12 +36,16 @@ class SlurmSpec:
     qos: str | None = None
     constraint: str | None = None
     signal_delay_s: int = 120
+    # At most this many of your jobs queued at once, where sacctmgr cannot tell (or to stay below it).
+    max_submit_jobs: int | None = None
     additional: dict[str, Any] = field(default_factory=dict)
     setup: list[str] = field(default_factory=list)  # shell lines before the job, e.g. "module load cuda"
 
     def validate(self) -> None:
         if self.cpus_per_task < 1 or self.gpus_per_node < 0:
             raise SchemaError("", "cpus_per_task must be >= 1 and gpus_per_node >= 0")
+        if self.max_submit_jobs is not None and self.max_submit_jobs < 2:
+            raise SchemaError("max_submit_jobs", "must be at least 2 (a trial and the feeder job)")
 
 
 @dataclass
@@ -58,12 +62,30 @@ class LaunchSpec:
     )
     # A shell command run once when every trial has ended (sweeper/sweep_end.py), e.g. `mail -s ...`.
     on_end: str | None = None
+    # Local executor: the GPUs trials may use; each running trial gets one (CUDA_VISIBLE_DEVICES), shared
+    # by at most `trials_per_gpu` trials at once.
+    gpus: list[int] | None = None
+    trials_per_gpu: int = 1
+    # SLURM: this many trials in one array task (sweeper/pack.py), at once or one after the other.
+    pack: int = 1
+    pack_mode: Literal["parallel", "sequential"] = "parallel"
 
     def validate(self) -> None:
         if self.parallelism is not None and self.parallelism < 1:
             raise SchemaError("parallelism", f"must be at least 1, got {self.parallelism}")
         if self.time_min < 1:
             raise SchemaError("time_min", f"must be at least 1 minute, got {self.time_min}")
+        if self.gpus is not None:
+            if not self.gpus or any(type(g) is not int or g < 0 for g in self.gpus):
+                raise SchemaError(
+                    "gpus", f"expected a list of GPU indexes such as [1, 2, 3], got {self.gpus!r}"
+                )
+            if len(set(self.gpus)) != len(self.gpus):
+                raise SchemaError("gpus", "lists a GPU twice (use trials_per_gpu to share one)")
+        if self.pack < 1:
+            raise SchemaError("pack", f"must be at least 1 trial per job, got {self.pack}")
+        if self.trials_per_gpu < 1:
+            raise SchemaError("trials_per_gpu", f"must be at least 1, got {self.trials_per_gpu}")
         if self.on_end is not None:
             problem = end_command_problem(self.on_end)
             if problem:
@@ -497,6 +519,14 @@ def parse_spec(
             line=line,
         )
     _refuse_swept_overrides(spec, [parse_override(o, top_level)[0] for o in overrides])
+    if spec.search is not None and spec.launch.pack > 1:
+        where, line = spec.line_of("launch.pack")
+        raise SpecError(
+            "packing is for grid/configs sweeps (an Optuna worker already runs trial after trial)",
+            file=where or file,
+            key="launch.pack",
+            line=line,
+        )
     if spec.entrypoint and check_entrypoint:
         _check_entrypoint(spec)
     if spec.command is not None and check_entrypoint:

@@ -82,6 +82,9 @@ def jobs_to_ask(ledger: Ledger, records: dict[str, TrialRecord], now: float) -> 
     """Job ids each backend should be asked about (each backend says which of its attempts need asking)."""
     wanted: dict[str, list[str]] = {}
     known: dict[str, backends.Backend] = {}  # one instance per backend, not one per attempt
+    feeders = {str(r.queued["feeder"]) for r in records.values() if r.queued and r.queued.get("feeder")}
+    if feeders:  # is the feeder job that holds them still there?
+        wanted.setdefault(backends.SlurmBackend.name, []).extend(sorted(feeders))
     for record in records.values():
         for attempt in record.attempts:
             job_id, name = attempt.get("job_id"), _backend_name(ledger, attempt)
@@ -171,7 +174,11 @@ def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]
     status.revision = record.revision
     if record.mark is not None:
         status.mark, status.mark_reason = str(record.mark.validity), record.mark.reason or None
-    if record.queued is not None and launcher_alive(record.queued):
+    if record.queued is not None and record.queued.get("feeder"):
+        if _held_by_feeder(record.queued, jobs, status):
+            status.attempt = len(record.attempts)
+            return status
+    elif record.queued is not None and launcher_alive(record.queued):
         status.state = S.QUEUED
         status.attempt = len(record.attempts)
         return status
@@ -220,6 +227,21 @@ def read_heartbeat(path: Path) -> tuple[dict, str | None]:
     if not isinstance(data, dict):
         return {}, f"{path}: not a JSON object; its epoch and metrics are unknown"
     return data, None
+
+
+def _held_by_feeder(queued: dict, jobs: dict[str, JobRecord], status: TrialStatus) -> bool:
+    """A trial waiting for a SLURM feeder job (feeding.py): QUEUED while the feeder is there (or not asked
+    about); once it has ended without submitting the trial, the trial says so and is NOT_SUBMITTED."""
+    feeder = str(queued["feeder"])
+    job = jobs.get(feeder)
+    if job is None or not (job.terminal or job.state == GONE):
+        status.state = S.QUEUED
+        status.note = f"waits for feeding (feeder job {feeder})"
+        return True
+    status.note = (
+        f"its feeder job {feeder} ended ({job.state}) without submitting it; `sweeper resume` submits it"
+    )
+    return False
 
 
 def launcher_alive(queued: dict) -> bool:

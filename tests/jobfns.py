@@ -130,3 +130,21 @@ def some_metrics(config: dict, run) -> None:
         if config.get("auroc"):
             metrics["valid/auroc"] = acc + 0.05
         run.log(epoch, metrics)
+
+
+def record_gpu(config: dict, run) -> None:
+    """Appends (trial's lr, CUDA_VISIBLE_DEVICES, start, end) to config['log'] around `sleep` seconds."""
+    import json
+    import os
+
+    start = time.time()
+    time.sleep(config.get("sleep", 1.0))
+    line = {
+        "lr": config["lr"],
+        "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "start": start,
+        "end": time.time(),
+    }
+    with open(config["log"], "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    run.log(1, {"valid/loss": 1.0, "valid/acc": 0.5})

@@ -20,6 +20,7 @@ NODE_SIDE = (
     "sweeper.metrics",
     "sweeper.worker",
     "sweeper.command",
+    "sweeper.pack",
 )
 NOT_ON_THE_NODE = ("sweeper.cli", "sweeper.views", "sweeper.launch", "sweeper.control", "sweeper.backends")
 
@@ -148,7 +149,7 @@ def test_the_node_side_never_reaches_the_cli_rich_the_launcher_or_a_backend():
         assert not banned, f"{module} imports {banned}"
     # and at run time, with every third-party import the node side really makes
     code = (
-        "import sys; import sweeper.worker, sweeper.job, sweeper.train, sweeper.metrics, sweeper.run, sweeper.command; "
+        "import sys; import sweeper.worker, sweeper.job, sweeper.train, sweeper.metrics, sweeper.run, sweeper.command, sweeper.pack; "
         "print(' '.join(sorted(m for m in sys.modules if m == 'rich' or m.startswith(('rich.', "
         + ", ".join(repr(m) for m in NOT_ON_THE_NODE)
         + ")))))"

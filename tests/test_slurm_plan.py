@@ -99,3 +99,51 @@ def test_the_sweep_dir_keeps_the_resolved_launch_not_the_profile_name(tmp_path, 
     assert "profile" not in launched
     assert launched["slurm"] == {"partition": "debug", "cpus_per_task": 1, "signal_delay_s": 60}
     assert json.loads((sweep / "sweep.json").read_text())["profile"].endswith("slurm/profiles/local.yaml")
+
+
+def test_a_packed_dry_run_shows_tasks_not_trials_and_the_threads_each(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: packdry
+        entrypoint: jobfns:slow_counter
+        base: {epochs: 1, sleep: 0.0, lr: 0.0}
+        grid: {lr: [1, 2, 3, 4, 5, 6, 7, 8, 9]}
+        launch: {profile: local, pack: 4, parallelism: 8, slurm: {cpus_per_task: 8}}
+        """,
+    )
+    out = cli("launch", "spec.yaml", "--executor", "slurm", "--dry-run").stdout
+    assert "packed: 4 trials per array task (parallel), 2 thread(s) each; at most 2 task(s) at once" in out
+    assert "array 1: trials 0..2 (3): sbatch --array=0-2%2" in out  # 9 trials: 3 tasks (the last of 1)
+
+
+def test_pack_is_refused_for_a_search_and_ignored_with_a_warning_locally(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: packsearch
+        entrypoint: jobfns:slow_counter
+        base: {epochs: 1, sleep: 0.0, lr: 0.0}
+        search: {params: {lr: {type: float, low: 0.1, high: 1.0}}, n_trials: 4}
+        launch:
+          pack: 2
+        """,
+    )
+    result = cli("launch", "spec.yaml", "--dry-run", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: spec.yaml:6: launch.pack: packing is for grid/configs sweeps "
+        "(an Optuna worker already runs trial after trial)"
+    )
+    write_spec(
+        tmp_path,
+        """
+        name: packlocal
+        entrypoint: jobfns:slow_counter
+        base: {epochs: 1, sleep: 0.0}
+        configs: {only: {}}
+        launch: {executor: local, pack: 2}
+        """,
+    )
+    out = cli("launch", "spec.yaml", "--dry-run").stdout
+    assert "warning: launch.pack: local runs each trial as its own job (packing is for SLURM)" in out

@@ -69,8 +69,10 @@ class Resources:
     parallelism: int  # at most this many jobs at once
     threads: int | None  # torch threads per job
     executor_params: dict[str, Any] = field(default_factory=dict)  # submitit's update_parameters
-    arrays: list[Any] = field(default_factory=list)  # SLURM: the arrays of the trials, in order
+    arrays: list[Any] = field(default_factory=list)  # SLURM: the arrays of the trials submitted now, in order
+    n_trials: int = 0  # the trials of the plan
     max_array_size: int | None = None
+    limits: Any = None  # SLURM: the user's submit limits and what counts against them (slurm_limits)
     cluster_error: str | None = None  # why the cluster could not be asked (a dry run on a laptop)
 
 
@@ -79,13 +81,16 @@ class Backend(ABC):
 
     name: ClassVar[str]
     waits: ClassVar[bool] = True  # `launch` stays until the jobs end unless told otherwise
+    packs: ClassVar[bool] = False  # runs `launch.pack` trials per job (else one trial per job)
+    hands_out_gpus: ClassVar[bool] = False  # gives each trial a GPU of `launch.gpus` (the local launcher)
 
     @abstractmethod
     def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:
         """Parallelism, threads and submitit parameters for `n_trials` jobs (`asked`: the spec's parallelism)."""
 
-    def prepare(self, res: Resources, n_trials: int, query_cluster: bool) -> None:
-        """Ask the cluster what the plan needs before anything is written (SLURM: MaxArraySize)."""
+    def prepare(self, spec: SweepSpec, res: Resources, n_trials: int, query_cluster: bool) -> None:
+        """Ask the cluster what the plan needs before anything is written (SLURM: MaxArraySize, the
+        user's submit limits)."""
         return None
 
     def check_submittable(self, res: Resources) -> None:

@@ -1,6 +1,7 @@
 """The local backend: this machine's processes, at most `parallelism` at once. The launcher is the
 scheduler: it holds the queue (recorded in the ledger as `queued` events, so `status` shows it), starts
-a job per free slot, notices jobs that die without reporting, and cancels with SIGINT."""
+a job per free slot (with its own GPU of `launch.gpus`, as CUDA_VISIBLE_DEVICES), notices jobs that die
+without reporting, and cancels with SIGINT."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 class LocalBackend(Backend):
     name = "local"
+    hands_out_gpus = True
     poll_s = 0.5
 
     def __init__(self) -> None:
@@ -39,6 +41,9 @@ class LocalBackend(Backend):
     def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:
         cores = os.cpu_count() or 1
         parallelism = asked or cores
+        if spec.launch.gpus:  # never more trials at once than GPU slots
+            slots = len(spec.launch.gpus) * spec.launch.trials_per_gpu
+            parallelism = min(asked or slots, slots)
         threads = spec.launch.threads or max(1, cores // min(parallelism, max(n_trials, 1)))
         params = {"timeout_min": spec.launch.time_min, "gpus_per_node": spec.launch.slurm.gpus_per_node}
         return Resources(parallelism, threads, params)
@@ -73,18 +78,31 @@ class LocalBackend(Backend):
         # forks each job with its imports done (sweeper/zygote.py); started now, it imports while the
         # first jobs' controllers start
         warm = zygote.start(ledger.dir / SUBMITIT_FOLDER / "zygote.log") if queue else None
+        pool = GpuPool(spec.launch.gpus, spec.launch.trials_per_gpu) if spec.launch.gpus else None
+        gpus: dict[str, int] = {}  # job id -> the GPU it was given
         try:
             while queue or running:
                 while queue and len(running) < res.parallelism:
                     trial = queue.pop(0)
+                    gpu = pool.take() if pool else None
+                    if gpu is not None:  # submitit sets CUDA_VISIBLE_DEVICES to exactly this one
+                        # (AutoExecutor does not pass visible_gpus on: its local executor takes it)
+                        executor._executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu])
                     with ledger.lock():
                         attempt = ledger.next_attempts([trial])[trial.trial_id]
                         job = executor.submit(self._job, trial.to_json())
-                        ledger.append(submitted_event(trial.trial_id, str(job.job_id), attempt, self.name))
+                        ledger.append(
+                            submitted_event(trial.trial_id, str(job.job_id), attempt, self.name)
+                            | ({"gpu": gpu} if gpu is not None else {})
+                        )
                     running[str(job.job_id)] = (trial, job)
+                    if gpu is not None:
+                        gpus[str(job.job_id)] = gpu
                 for job_id, (trial, job) in list(running.items()):
                     if job.done():
                         del running[job_id]
+                        if job_id in gpus:
+                            pool.give(gpus.pop(job_id))
                         _record_unreported_end(ledger, trial, job)
                 if on_running:
                     on_running(set(running))
@@ -125,6 +143,26 @@ class LocalBackend(Backend):
                 os.kill(int(job_id), signal.SIGINT)  # the local controller stops its task on SIGINT
             except (ValueError, ProcessLookupError):
                 pass
+
+
+class GpuPool:
+    """The GPUs of `launch.gpus`, handed to running trials: the least busy first, each to at most
+    `per_gpu` trials at once."""
+
+    def __init__(self, gpus: list[int], per_gpu: int) -> None:
+        self.busy = dict.fromkeys(gpus, 0)
+        self.per_gpu = per_gpu
+
+    def take(self) -> int | None:
+        free = [gpu for gpu, n in self.busy.items() if n < self.per_gpu]
+        if not free:
+            return None
+        gpu = min(free, key=lambda g: self.busy[g])
+        self.busy[gpu] += 1
+        return gpu
+
+    def give(self, gpu: int) -> None:
+        self.busy[gpu] -= 1
 
 
 def _record_unreported_end(ledger: Ledger, trial: Trial, job: submitit.Job) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.backends import slurm_commands, slurm_helpers
+from sweeper.backends import slurm_commands, slurm_helpers, slurm_limits
 from sweeper.backends.base import GONE, Backend, Resources, SchedulerView
 from sweeper.errors import SchedulerError
 from sweeper.ledger import is_accounted, submitted_event
@@ -53,9 +53,32 @@ def split_arrays(n_trials: int, max_array_size: int | None, parallelism: int) ->
     return parts
 
 
+def submit_now(n_trials: int, limits: slurm_limits.SubmitLimits | None, end_job: bool) -> int:
+    """How many of `n_trials` to submit now: all where they fit under the submit limits (with an end job
+    still to submit), else what fits beside a feeder job (and that end job) that submits the rest later."""
+    room = limits.room if limits is not None else None
+    reserved = 1 if end_job else 0
+    if room is None or n_trials + reserved <= room:
+        return n_trials
+    return max(0, room - 1 - reserved)
+
+
+def task_parallelism(spec: SweepSpec, res: Resources) -> int:
+    """Array tasks at once: `parallelism` counts trials, and a packed task runs `pack` of them."""
+    return max(1, res.parallelism // spec.launch.pack)
+
+
+def end_job_queued(ledger: Ledger) -> bool:
+    """The sweep's latest end job has not run yet: it is in the queue, and counted there already."""
+    ends = ledger.sweep_events(slurm_helpers.END_JOB_EVENT)
+    ran = {str(e.get("job_id")) for e in ledger.sweep_events("end_ran")}
+    return bool(ends) and str(ends[-1]["job_id"]) not in ran
+
+
 class SlurmBackend(Backend):
     name = "slurm"
     waits = False  # arrays carry the throttle: `launch` returns once sbatch has answered
+    packs = True
 
     def resources(self, spec: SweepSpec, asked: int | None, n_trials: int) -> Resources:
         launch, res = spec.launch, spec.launch.slurm
@@ -78,15 +101,26 @@ class SlurmBackend(Backend):
             params["slurm_additional_parameters"] = dict(res.additional)
         if res.setup:
             params["slurm_setup"] = list(res.setup)
-        return Resources(parallelism, launch.threads or res.cpus_per_task, params)
+        threads = res.cpus_per_task
+        if launch.pack > 1 and launch.pack_mode == "parallel":  # each trial of a pack: its share
+            threads = max(1, res.cpus_per_task // launch.pack)
+        return Resources(parallelism, launch.threads or threads, params)
 
-    def prepare(self, res: Resources, n_trials: int, query_cluster: bool) -> None:
+    def prepare(self, spec: SweepSpec, res: Resources, n_trials: int, query_cluster: bool) -> None:
         if query_cluster:
             try:
                 res.max_array_size = slurm_commands.max_array_size()
             except SchedulerError as exc:
                 res.cluster_error = str(exc)
-        res.arrays = split_arrays(n_trials, res.max_array_size, res.parallelism)
+            if res.cluster_error is None:
+                slurm = spec.launch.slurm
+                res.limits = slurm_limits.read_limits(
+                    slurm.account, slurm.qos, slurm.partition, slurm.max_submit_jobs
+                )
+        res.n_trials = n_trials
+        tasks = -(-n_trials // spec.launch.pack)
+        first = submit_now(tasks, res.limits, bool(spec.launch.on_end))
+        res.arrays = split_arrays(first, res.max_array_size, task_parallelism(spec, res))
 
     def check_submittable(self, res: Resources) -> None:
         if res.cluster_error and res.max_array_size is None:  # no sweep dir for what cannot be submitted
@@ -108,33 +142,56 @@ class SlurmBackend(Backend):
     def submit(
         self, spec: SweepSpec, res: Resources, ledger: Ledger, trials: list[Trial], job: Callable
     ) -> None:
-        """One sbatch per array; each array is in the ledger as soon as sbatch accepted it."""
+        """One sbatch per array; each array is in the ledger as soon as sbatch accepted it. An array task
+        runs one trial, or `launch.pack` of them (sweeper/pack.py). The tasks past the user's submit
+        limits wait in the ledger for a feeder job (slurm_helpers.submit_feeder)."""
         self.check_submittable(res)
+        pack = spec.launch.pack
+        groups = [trials[i : i + pack] for i in range(0, len(trials), pack)]
+        end_job = bool(spec.launch.on_end) and not end_job_queued(ledger)
+        now = submit_now(len(groups), res.limits, end_job)
+        groups, held = groups[:now], [t for group in groups[now:] for t in group]
+        if pack > 1:
+            from sweeper.pack import PackJob
+
+            job = PackJob.around(job, spec.launch.pack_mode, res.threads)
+        array_ids = self._submit_arrays(spec, res, ledger, groups, job)
+        if held:
+            slurm_helpers.submit_feeder(spec, ledger, array_ids, held, bool(getattr(job, "fresh", False)))
+
+    def _submit_arrays(
+        self, spec: SweepSpec, res: Resources, ledger: Ledger, groups: list[list[Trial]], job: Callable
+    ) -> list[str]:
         executor = self.make_executor(spec, res, ledger)
-        attempts = ledger.next_attempts(trials)
+        attempts = ledger.next_attempts([t for group in groups for t in group])
+        packed = spec.launch.pack > 1
         array_ids: list[str] = []
-        done = 0
-        for part in split_arrays(len(trials), res.max_array_size, res.parallelism):
-            chunk = trials[part.first : part.first + part.size]
+        done, total = 0, sum(len(group) for group in groups)
+        for part in split_arrays(len(groups), res.max_array_size, task_parallelism(spec, res)):
+            chunk = groups[part.first : part.first + part.size]
             executor.update_parameters(
                 slurm_array_parallelism=part.throttle,
                 slurm_dependency=None if part.after is None else f"afterany:{array_ids[part.after]}",
             )
+            args = [[t.to_json() for t in group] if packed else group[0].to_json() for group in chunk]
             try:
-                submitted = executor.map_array(job, [t.to_json() for t in chunk])
+                submitted = executor.map_array(job, args)
             except Exception as exc:  # submitit wraps sbatch failures in various exception types
                 raise SchedulerError(
-                    f"submission failed after {done} of {len(trials)} trials were submitted "
+                    f"submission failed after {done} of {total} trials were submitted "
                     f"(those are recorded; `sweeper resume` submits the rest): {_first_line(exc)}"
                 ) from exc
             array_ids.append(str(submitted[0].job_id).split("_")[0])
             ledger.append(
                 *[
                     submitted_event(t.trial_id, str(j.job_id), attempts[t.trial_id], self.name)
-                    for t, j in zip(chunk, submitted, strict=True)
+                    | ({"pack_index": k} if packed else {})
+                    for group, j in zip(chunk, submitted, strict=True)
+                    for k, t in enumerate(group)
                 ]
             )
-            done += len(chunk)
+            done += sum(len(group) for group in chunk)
+        return array_ids
 
     def schedule_end(self, spec: SweepSpec, res: Resources, ledger: Ledger) -> bool:
         """A job that waits (afterany) for every array of the sweep runs its end (slurm_helpers)."""
@@ -169,10 +226,32 @@ class SlurmBackend(Backend):
         limit = res.max_array_size or f"unknown ({res.cluster_error})"
         lines = [f"MaxArraySize: {limit}; {len(res.arrays)} array(s):"]
         lines += [f"  {line}" for line in array_lines(res.arrays)]
+        if spec.launch.pack > 1:
+            lines.append(
+                f"packed: {spec.launch.pack} trials per array task ({spec.launch.pack_mode}), "
+                f"{res.threads} thread(s) each; at most {task_parallelism(spec, res)} task(s) at once"
+            )
+        if res.limits is not None:
+            lines += ["submit limits:", *[f"  {line}" for line in res.limits.lines()]]
+            lines += feeding_lines(res.n_trials, res.limits, bool(spec.launch.on_end))
         sbatch = sbatch_preview(res)
         if sbatch:
             lines += ["sbatch parameters (array 1):", *[f"  {line}" for line in sbatch]]
         return lines
+
+
+def feeding_lines(n_trials: int, limits: slurm_limits.SubmitLimits, end_job: bool) -> list[str]:
+    """The feeding plan of a dry run: what is submitted now, and the parts a feeder job submits later."""
+    now = submit_now(n_trials, limits, end_job)
+    if now >= n_trials:
+        return [f"all {n_trials} trial(s) fit under the submit limits: no feeder job"]
+    # each later part: the limit less the running feeder, the next one and the end job
+    part = max(1, min(lim.value for lim in limits.submit) - 2 - (1 if end_job else 0))
+    parts = -(-(n_trials - now) // part)
+    return [
+        f"feeding: {now} trial(s) now, then a feeder job (1 CPU, afterany on them) submits the other "
+        f"{n_trials - now} in about {parts} part(s) of up to {part}, each after the previous one has ended"
+    ]
 
 
 def array_lines(arrays: list[ArrayPart]) -> list[str]:

@@ -1,7 +1,9 @@
 """A SLURM sweep's helper jobs: small `sbatch --wrap` jobs with minimal resources that wait (afterany) for
 the sweep's arrays. The sweep-end job runs `python -m sweeper.sweep_end SWEEP_DIR` once every array has
 ended; a retry or a grown sweep hands the pending one its new arrays (scontrol update), or submits a new
-one where it has already started. Each is recorded in the ledger as a sweep event (`end_job`)."""
+one where it has already started. The feeder (`python -m sweeper.feeding SWEEP_DIR`) submits the trials
+that did not fit under the cluster's submit limits, part after part. Each is recorded in the ledger as a
+sweep event (`end_job`, `feeder`)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,20 @@ from sweeper.errors import SchedulerError
 
 if TYPE_CHECKING:
     from sweeper.ledger import Ledger
+    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
 
 END_JOB_EVENT = "end_job"
 END_MODULE = "sweeper.sweep_end"
-# What a helper job asks for: it reads the ledger, writes small files, runs sbatch or a short command.
-HELPER_RESOURCES = ["--ntasks=1", "--cpus-per-task=1", "--mem=2G", "--time=30"]
+FEEDER_EVENT = "feeder"
+FEEDER_MODULE = "sweeper.feeding"
+FEEDER_RETRY_S = 60  # a feeder that found no room (the queue full of other jobs) looks again this much later
+# What a helper job asks for: the end job reads every run (analyze) and runs a short command; the feeder
+# reads the ledger and runs sbatch.
+HELPER_RESOURCES = {
+    "end": ["--ntasks=1", "--cpus-per-task=1", "--mem=2G", "--time=30"],
+    "feeder": ["--ntasks=1", "--cpus-per-task=1", "--mem=1G", "--time=10"],
+}
 
 
 def helper_options(spec: SweepSpec, role: str, ledger: Ledger) -> list[str]:
@@ -30,7 +40,8 @@ def helper_options(spec: SweepSpec, role: str, ledger: Ledger) -> list[str]:
     res = spec.launch.slurm
     log = ledger.dir / SUBMITIT_FOLDER / f"{role}_%j.out"
     log.parent.mkdir(parents=True, exist_ok=True)
-    options = [f"--job-name={spec.name}-{role}", f"--output={log}", "--open-mode=append", *HELPER_RESOURCES]
+    options = [f"--job-name={spec.name}-{role}", f"--output={log}", "--open-mode=append"]
+    options += HELPER_RESOURCES[role]
     for key in ("partition", "account", "qos"):
         if getattr(res, key):
             options.append(f"--{key}={getattr(res, key)}")
@@ -57,6 +68,26 @@ def live_dependencies(ledger: Ledger, queue: dict) -> list[str]:
     has forgotten has ended long ago)."""
     known = {job_id.split("_")[0] for job_id in queue}
     return [job_id for job_id in sweep_job_ids(ledger) if job_id in known]
+
+
+def submit_feeder(spec: SweepSpec, ledger: Ledger, after: list[str], held: list[Trial], fresh: bool) -> str:
+    """A feeder job for the trials that did not fit under the submit limits: it waits (afterany) for the
+    arrays just submitted, or FEEDER_RETRY_S where none were (no room at all), then submits the next part
+    (sweeper.feeding). The held trials are `queued` in the ledger under its job id."""
+    options = helper_options(spec, "feeder", ledger)
+    options.append(f"--dependency=afterany:{':'.join(after)}" if after else f"--begin=now+{FEEDER_RETRY_S}")
+    try:
+        job_id = slurm_commands.sbatch(options, helper_script(spec, FEEDER_MODULE, ledger))
+    except SchedulerError as exc:
+        raise SchedulerError(
+            f"{len(held)} trial(s) did not fit under the submit limit and their feeder job was refused "
+            f"(`sweeper resume` submits them later): {exc}"
+        ) from None
+    ledger.append(
+        {"event": FEEDER_EVENT, "job_id": job_id, "after": after, "held": len(held), "fresh": fresh},
+        *[{"event": "queued", "trial_id": t.trial_id, "feeder": job_id} for t in held],
+    )
+    return job_id
 
 
 def schedule_end(spec: SweepSpec, ledger: Ledger) -> str:

@@ -35,7 +35,7 @@ def weights_valid_loss(run_dir: Path, checkpoint: bytes) -> float:
     """The validation loss of the model weights in a last.pt, evaluated here as the trainer evaluates."""
     import io
 
-    from models import build_model
+    from sweeper.models import build_model
     from sweeper.config import parse_train_config
     from sweeper.data import load_data
     from sweeper.evaluation import evaluate

@@ -161,13 +161,20 @@ def main() -> None:
     help="Grow this sweep (a name: its latest launch; or a sweep dir) by the spec's new trials only.",
 )
 @click.option(
+    "--trials",
+    "n_trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="An Optuna search's budget (search.n_trials); with --into, the study's new budget.",
+)
+@click.option(
     "--allow-base-change",
     is_flag=True,
     help="With --into: grow even though the base config differs (the change is recorded).",
 )
 @user_errors
 def launch_command(
-    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, allow_base_change
+    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, n_trials, allow_base_change
 ):
     """Expand SPEC.yaml into trials and submit them (with --into: add its new trials to a sweep)."""
     from sweeper import launch
@@ -178,6 +185,8 @@ def launch_command(
         raise SweeperError(
             "--allow-base-change: only with --into (it allows growing a sweep whose base differs)"
         )
+    if n_trials is not None:
+        overrides = (*overrides, f"search.n_trials={n_trials}")
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()

@@ -233,7 +233,7 @@ def grow_sweep(spec, ledger, executor, dry_run, fmt, wait, allow_base_change) ->
         for line in views.plan_lines(plan):
             console.print(line, highlight=False, markup=False)
         return
-    plan.trials = grow.apply_growth(growth, sys.argv)
+    plan.trials = grow.apply_growth(growth, sys.argv, plan.spec)
     if not plan.trials:
         console.print(f"{ledger.name}: nothing new to submit (every trial of the spec is in {ledger.dir})")
         return

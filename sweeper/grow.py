@@ -167,11 +167,13 @@ def base_changes(old: SweepSpec, new: SweepSpec) -> list[BaseChange]:
     return changes
 
 
-def apply_growth(growth: Growth, argv: list[str]) -> list[Trial]:
+def apply_growth(growth: Growth, argv: list[str], resolved: SweepSpec | None = None) -> list[Trial]:
     """Add the growth's new trials to the sweep as one revision, under the ledger's lock; returns the trials
     added. Trials another growth added meanwhile are left out, so racing growths add (and submit) each
-    new trial once, and growing twice with the same spec adds nothing the second time."""
+    new trial once, and growing twice with the same spec adds nothing the second time. `resolved`: the
+    spec with its cluster profile applied (the plan's), recorded so a retry keeps these resources."""
     ledger, spec = growth.ledger, growth.spec
+    recorded = resolved or spec
     git, diff = provenance.git_info()
     with ledger.lock():
         known = {t.trial_id for t in ledger.trials()}
@@ -182,7 +184,7 @@ def apply_growth(growth: Growth, argv: list[str]) -> list[Trial]:
             return []
         number = len(ledger.revisions()) + 1
         spec_file, diff_file = f"spec.r{number}.yaml", f"git.r{number}.diff"
-        atomic_write_text(ledger.dir / spec_file, yamlio.dump(spec.data))
+        atomic_write_text(ledger.dir / spec_file, yamlio.dump(recorded.data))
         atomic_write_text(ledger.dir / diff_file, diff)
         revision = {
             "kind": "grow",

@@ -166,13 +166,20 @@ def main() -> None:
     help="Grow this sweep (a name: its latest launch; or a sweep dir) by the spec's new trials only.",
 )
 @click.option(
+    "--trials",
+    "n_trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="An Optuna search's budget (search.n_trials); with --into, the study's new budget.",
+)
+@click.option(
     "--allow-base-change",
     is_flag=True,
     help="With --into: grow even though the base config differs (the change is recorded).",
 )
 @user_errors
 def launch_command(
-    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, allow_base_change
+    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, n_trials, allow_base_change
 ):
     """Expand SPEC.yaml into trials and submit them (with --into: add its new trials to a sweep)."""
     from sweeper import launch
@@ -183,6 +190,8 @@ def launch_command(
         raise SweeperError(
             "--allow-base-change: only with --into (it allows growing a sweep whose base differs)"
         )
+    if n_trials is not None:
+        overrides = (*overrides, f"search.n_trials={n_trials}")
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()
@@ -229,7 +238,7 @@ def grow_sweep(spec, ledger, executor, dry_run, fmt, wait, allow_base_change) ->
         for line in views.plan_lines(plan):
             console.print(line, highlight=False, markup=False)
         return
-    plan.trials = grow.apply_growth(growth, sys.argv)
+    plan.trials = grow.apply_growth(growth, sys.argv, plan.spec)
     if not plan.trials:
         console.print(f"{ledger.name}: nothing new to submit (every trial of the spec is in {ledger.dir})")
         return

@@ -99,8 +99,12 @@ class CommandRunner:
             SWEEPER_TRIAL_ID=self.run_.trial_id,
             SWEEPER_SEED=str(self.run_.seed),
             SWEEPER_METRICS=str(self.run_dir / METRICS_JSONL),
+            SWEEPER_SEGMENT=str(self.run_.segment.number),
             PYTHONUNBUFFERED="1",  # a Python program's lines arrive as printed, not at exit
         )
+        env.pop("SWEEPER_EPOCHS", None)
+        if isinstance(self.run_.epochs, int):  # the epochs to reach: the config's `epochs`
+            env["SWEEPER_EPOCHS"] = str(self.run_.epochs)
         env.pop("SWEEPER_RESUME", None)
         if resumed:
             env["SWEEPER_RESUME"] = "1"

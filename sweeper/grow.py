@@ -17,6 +17,7 @@ from sweeper.ledger import META_FILE, Ledger
 from sweeper.schema import flatten
 from sweeper.space import Trial, expand
 from sweeper.spec import SweepSpec
+from sweeper.tune_advice import search_budget
 
 MISSING = "(unset)"
 SHOWN_IDS = 10  # trial ids named in one line of a dry run
@@ -74,10 +75,10 @@ class Growth:
 def plan_growth(spec: SweepSpec, ledger: Ledger, allow_base_change: bool = False) -> Growth:
     """The growth of `ledger`'s sweep by `spec`'s trials; refused (nothing written) when it cannot be."""
     launched = ledger.launched_spec()
-    if spec.search is not None or launched.search is not None:
-        raise SweeperError(
-            f"--into {ledger.dir}: only grid/configs sweeps can be grown so far (an Optuna search cannot)"
-        )
+    if (spec.search is None) != (launched.search is None):
+        kinds = ("an Optuna search", "a grid/configs sweep")
+        theirs, mine = kinds if launched.search is not None else kinds[::-1]
+        raise SweeperError(f"--into {ledger.dir}: the sweep is {theirs}, the spec {mine}")
     changes = base_changes(launched, spec)
     if changes and not allow_base_change:
         where, line = spec.line_of(changes[0].key)
@@ -88,6 +89,8 @@ def plan_growth(spec: SweepSpec, ledger: Ledger, allow_base_change: bool = False
             key="base",
             line=line,
         )
+    if spec.search is not None:
+        return _search_growth(spec, launched, ledger, changes)
     trials = expand(spec)
     have = [t.trial_id for t in ledger.trials()]
     listed = {t.trial_id for t in trials}
@@ -100,6 +103,54 @@ def plan_growth(spec: SweepSpec, ledger: Ledger, allow_base_change: bool = False
         [trial_id for trial_id in have if trial_id not in listed],
         changes,
     )
+
+
+def _search_growth(spec: SweepSpec, launched: SweepSpec, ledger: Ledger, changes: list) -> Growth:
+    """An Optuna search grows by its budget: new workers join the same study (same storage), so the
+    sampler sees every earlier trial and trial numbers go on. The space may widen, never change types."""
+    check_search_space(spec, launched)
+    if spec.search.storage != launched.search.storage:
+        where, line = spec.line_of_param(("search",), "storage")
+        raise SpecError(
+            "must stay the sweep's (the study lives there)", file=where, key="search.storage", line=line
+        )
+    old_budget, new_budget = search_budget(launched), search_budget(spec)
+    have = [t.trial_id for t in ledger.trials()]
+    if new_budget <= old_budget:
+        return Growth(ledger, spec, [], have, [], changes)
+    workers = expand(spec)  # worker-0 .. worker-<workers-1>: renumbered after the sweep's own
+    new = [
+        Trial(f"worker-{len(have) + i}", f"worker-{len(have) + i}", {}, 0, {"worker": len(have) + i})
+        for i in range(len(workers))
+    ]
+    changes = [*changes, BaseChange("search.n_trials", launched.search.n_trials, spec.search.n_trials)]
+    return Growth(ledger, spec, new, have, [], changes)
+
+
+def check_search_space(spec: SweepSpec, launched: SweepSpec) -> None:
+    """Each searched parameter keeps its name and type; numeric bounds may only widen, choices stay."""
+    old, new = launched.search.params, spec.search.params
+    for key in sorted(set(old) ^ set(new)):
+        where, line = spec.line_of_param(("search", "params"), key) if key in new else (spec.path, None)
+        verb = "added to" if key in new else "removed from"
+        raise SpecError(
+            f"{verb} the sweep's search space (the study's trials would not be comparable)",
+            file=where,
+            key=f"search.params.{key}",
+            line=line,
+        )
+    for key, param in new.items():
+        before = old[key]
+        problem = None
+        if param.type != before.type or param.log != before.log or param.step != before.step:
+            problem = f"was {before.type}{' log' if before.log else ''}, now {param.type}{' log' if param.log else ''}"
+        elif param.type == "categorical" and param.choices != before.choices:
+            problem = f"choices were {before.choices}, now {param.choices}"
+        elif param.type != "categorical" and (param.low > before.low or param.high < before.high):
+            problem = f"[{before.low}, {before.high}] may only widen, got [{param.low}, {param.high}]"
+        if problem:
+            where, line = spec.line_of_param(("search", "params"), key)
+            raise SpecError(problem, file=where, key=f"search.params.{key}", line=line)
 
 
 def base_changes(old: SweepSpec, new: SweepSpec) -> list[BaseChange]:
@@ -116,20 +167,24 @@ def base_changes(old: SweepSpec, new: SweepSpec) -> list[BaseChange]:
     return changes
 
 
-def apply_growth(growth: Growth, argv: list[str]) -> list[Trial]:
+def apply_growth(growth: Growth, argv: list[str], resolved: SweepSpec | None = None) -> list[Trial]:
     """Add the growth's new trials to the sweep as one revision, under the ledger's lock; returns the trials
     added. Trials another growth added meanwhile are left out, so racing growths add (and submit) each
-    new trial once, and growing twice with the same spec adds nothing the second time."""
+    new trial once, and growing twice with the same spec adds nothing the second time. `resolved`: the
+    spec with its cluster profile applied (the plan's), recorded so a retry keeps these resources."""
     ledger, spec = growth.ledger, growth.spec
+    recorded = resolved or spec
     git, diff = provenance.git_info()
     with ledger.lock():
         known = {t.trial_id for t in ledger.trials()}
         added = [t for t in growth.new if t.trial_id not in known]
+        if spec.search is not None and search_budget(ledger.launched_spec()) >= search_budget(spec):
+            added = []  # another growth raised the budget meanwhile
         if not added:
             return []
         number = len(ledger.revisions()) + 1
         spec_file, diff_file = f"spec.r{number}.yaml", f"git.r{number}.diff"
-        atomic_write_text(ledger.dir / spec_file, yamlio.dump(spec.data))
+        atomic_write_text(ledger.dir / spec_file, yamlio.dump(recorded.data))
         atomic_write_text(ledger.dir / diff_file, diff)
         revision = {
             "kind": "grow",

@@ -112,6 +112,7 @@ def test_the_program_gets_its_config_and_environment_and_analyze_reads_the_sweep
         env = seen["env"]
         assert env["SWEEPER_RUN_DIR"] == str(run_dir) and env["SWEEPER_TRIAL_ID"] == trial_id
         assert env["SWEEPER_SEED"] == "0" and "SWEEPER_RESUME" not in env
+        assert env["SWEEPER_EPOCHS"] == "4" and env["SWEEPER_SEGMENT"] == "1"
         assert env["SWEEPER_METRICS"] == str(run_dir / "metrics.jsonl")
         assert yaml.safe_load(Path(env["SWEEPER_CONFIG"]).read_text()) == {
             "optim": {"lr": float(lr)},

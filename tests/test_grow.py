@@ -169,3 +169,57 @@ def test_grow_on_slurm_submits_a_new_array_of_the_new_trials_only(tmp_path, cli)
         }
         if job_ids:  # a failing test leaves nothing running on the shared cluster
             subprocess.run(["scancel", *sorted(job_ids)], capture_output=True)
+
+
+SEARCH = """
+    name: opt
+    entrypoint: jobfns:curve
+    base: {{epochs: 2, lr: 0.01, dropout: 0.0, sleep: 0.0}}
+    search:
+      params:
+        lr: {lr}
+        dropout: {{type: float, low: 0.0, high: 0.5}}
+      sampler: {{name: tpe, seed: 0, n_startup_trials: 2}}
+      pruner: {{name: none}}
+      n_trials: 4
+      workers: 2
+    launch: {{executor: local}}
+"""
+LR = "{type: float, low: 1e-3, high: 0.1, log: true}"
+
+
+def test_grow_an_optuna_search_by_its_budget_in_the_same_study(tmp_path, cli):
+    import optuna
+
+    from sweeper.study import load_study
+
+    write_spec(tmp_path, SEARCH.format(lr=LR))
+    cli("launch", "spec.yaml")
+    sweep = (tmp_path / "runs" / "opt" / "latest").resolve()
+    write_spec(tmp_path, SEARCH.format(lr="{type: float, low: 1e-4, high: 0.1, log: true}"), name="wide.yaml")
+    out = cli("launch", "wide.yaml", "--into", "opt", "--trials", "7").stdout
+    assert "revision 2 adds 2 trial(s)" in out and "worker-2, worker-3" in out
+    ledger = Ledger(sweep)
+    study = load_study(ledger, ledger.launched_spec())
+    trials = study.get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(7))  # numbers go on, the budget is exact
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert {t.user_attrs["worker"] for t in trials if t.number >= 4} <= {2, 3}  # the new workers
+    assert {t.user_attrs["worker"] for t in trials if t.number < 4} <= {0, 1}
+    # one study holds them all, so the new workers' TPE sampled with every earlier trial; the new trials
+    # were asked in the widened space, the earlier ones keep theirs
+    assert {t.distributions["lr"].low for t in trials if t.number >= 4} == {1e-4}
+    assert {t.distributions["lr"].low for t in trials if t.number < 4} == {1e-3}
+    revision = ledger.revisions()[-1]
+    assert {"key": "search.n_trials", "old": 4, "new": 7} in revision["base_changes"]
+    assert "nothing new to submit" in cli("launch", "wide.yaml", "--into", "opt", "--trials", "7").stdout
+
+    write_spec(tmp_path, SEARCH.format(lr="{type: int, low: 1, high: 3}"), name="int.yaml")
+    refused = cli("launch", "int.yaml", "--into", "opt", "--trials", "9", check=False)
+    assert refused.returncode == 1 and "search.params.lr: was float log, now int" in refused.stderr
+    write_spec(
+        tmp_path, SEARCH.format(lr="{type: float, low: 1e-2, high: 0.1, log: true}"), name="narrow.yaml"
+    )
+    refused = cli("launch", "narrow.yaml", "--into", "opt", "--trials", "9", check=False)
+    assert refused.returncode == 1 and "may only widen" in refused.stderr
+    assert len(Ledger(sweep).revisions()) == 2

@@ -28,7 +28,7 @@ from sweeper.errors import SweeperError
 from sweeper.ledger import Ledger, resolve_path, resolve_sweep, sweep_refs
 from sweeper.space import CONFIRM_ABOVE
 from sweeper.spec import load_spec
-from sweeper.states import RETRY_BY_DEFAULT
+from sweeper.states import RETRY_BY_DEFAULT, parse_states
 
 if TYPE_CHECKING:
     from sweeper.kinds.base import Outcome
@@ -158,25 +158,46 @@ def main() -> None:
     "--yes", "-y", is_flag=True, help=f"Do not ask before launching more than {CONFIRM_ABOVE:,} trials."
 )
 @click.option("--frozen", is_flag=True, help="Refuse to launch from a git tree with uncommitted changes.")
+@click.option(
+    "--into",
+    metavar="SWEEP",
+    default=None,
+    shell_complete=complete_sweeps,
+    help="Grow this sweep (a name: its latest launch; or a sweep dir) by the spec's new trials only.",
+)
+@click.option(
+    "--allow-base-change",
+    is_flag=True,
+    help="With --into: grow even though the base config differs (the change is recorded).",
+)
 @user_errors
-def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen):
-    """Expand SPEC.yaml into trials and submit them."""
+def launch_command(
+    spec_path, overrides, executor, dry_run, fmt, wait, root, yes, frozen, into, allow_base_change
+):
+    """Expand SPEC.yaml into trials and submit them (with --into: add its new trials to a sweep)."""
     from sweeper import launch
 
     if fmt == "json" and not dry_run:
         raise SweeperError("--format json: only with --dry-run (a launch shows its progress)")
+    if allow_base_change and into is None:
+        raise SweeperError(
+            "--allow-base-change: only with --into (it allows growing a sweep whose base differs)"
+        )
     spec = load_spec(spec_path, overrides)
     if frozen:
         launch.check_frozen()
     question = launch.size_question(spec)
     if question and not (yes or dry_run):
         confirm(question)
+    if into is not None:
+        grow_sweep(spec, Ledger(resolve_sweep(into, root)), executor, dry_run, fmt, wait, allow_base_change)
+        return
     plan = launch.make_plan(spec, executor=executor, query_cluster=True)
     if fmt == "json":
         click.echo(json.dumps(plan.to_json(), indent=2, default=str))
         return
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if dry_run:
         parts = plan.kind.plan_parts(plan.spec, plan.trials, plan.executor, plan.resources)
         print_table(views.parts(parts, tables.room(console.width)))
@@ -190,6 +211,35 @@ def launch_command(spec_path, overrides, executor, dry_run, fmt, wait, root, yes
         highlight=False,
     )
     finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait)))
+
+
+def grow_sweep(spec, ledger, executor, dry_run, fmt, wait, allow_base_change) -> None:
+    """`launch --into`: submit only the trials the sweep does not have yet."""
+    from sweeper import grow, launch
+
+    growth = grow.plan_growth(spec, ledger, allow_base_change)
+    plan = launch.make_plan(spec, growth.new, executor or ledger.meta.get("executor"), query_cluster=True)
+    if fmt == "json":
+        click.echo(json.dumps({**plan.to_json(), **growth.to_json()}, indent=2, default=str))
+        return
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if dry_run:
+        print_table(views.parts(growth.parts(), tables.room(console.width)))
+        for line in views.plan_lines(plan):
+            console.print(line, highlight=False, markup=False)
+        return
+    plan.trials = grow.apply_growth(growth, sys.argv)
+    if not plan.trials:
+        console.print(f"{ledger.name}: nothing new to submit (every trial of the spec is in {ledger.dir})")
+        return
+    revision = len(ledger.revisions())
+    console.print(
+        f"sweep [bold]{ledger.name}[/]: revision {revision} adds {len(plan.trials)} trial(s) on "
+        f"[bold]{plan.executor}[/] -> {ledger.dir}: " + ", ".join(t.trial_id for t in plan.trials),
+        highlight=False,
+    )
+    finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), rerun=True))
 
 
 def confirm(question: str) -> None:
@@ -276,7 +326,7 @@ def finish(outcome: Outcome | None) -> None:
 @user_errors
 def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     """Every sweep at a glance, or one sweep's trials (states from one sacct call per refresh)."""
-    only = {s.strip().upper() for s in states.split(",") if s.strip()} if states else None
+    only = parse_states(states) if states else None
     sweep_dir = resolve_sweep(sweep, root) if sweep is not None else None
     room = tables.room(console.width, wide, columns)
     as_json = fmt == "json"
@@ -343,10 +393,11 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "markdown", "csv", "json", "parquet"]),
+    type=click.Choice(["table", "markdown", "csv", "json", "parquet", "html"]),
     default="table",
     show_default=True,
-    help="parquet: every epoch of every run (long format, with trial id and params) to stdout: redirect it.",
+    help="html: one self-contained page (no network), e.g. analyze SWEEP --format html > report.html; "
+    "parquet: every epoch of every run (long format, with trial id and params) to stdout: redirect it.",
 )
 @click.option(
     "--sort",
@@ -375,6 +426,12 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     help="Objective metric column, e.g. valid/auroc [default: the sweep's objective].",
 )
 @click.option(
+    "--direction",
+    type=click.Choice(["maximize", "minimize"]),
+    default=None,
+    help="Which way the metric is better [default: the sweep's, else by its name: losses, errors go down].",
+)
+@click.option(
     "--split", default="valid", show_default=True, help="Split of the summary columns (valid, test, ...)."
 )
 @click.option(
@@ -396,10 +453,23 @@ def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
     "--plot",
     "plots",
     multiple=True,
-    metavar="[curves=|heatmap=]FILE",
-    help="Write learning curves or the pivot heatmap, e.g. --plot curves.png --plot heatmap.png.",
+    metavar="[curves=|heatmap=|scatter=]FILE",
+    help="Write learning curves, the pivot heatmap or the --correlate scatter, e.g. --plot curves.png "
+    "--plot heatmap.png --plot scatter.png.",
+)
+@click.option(
+    "--correlate",
+    default=None,
+    metavar="A,B",
+    help="Spearman and Pearson (n, p) of two numeric keys over the rows, e.g. h0,retention@100; "
+    "--plot scatter.png draws it.",
 )
 @click.option("--no-cache", is_flag=True, help="Read every file again instead of the summary cache.")
+@click.option(
+    "--include-invalid",
+    is_flag=True,
+    help="Count runs marked invalid (sweeper mark) in best config, effects and means (default: left out).",
+)
 @click.option(
     "--provenance",
     is_flag=True,
@@ -418,12 +488,15 @@ def analyze_command(
     top,
     filters,
     metric,
+    direction,
     split,
     no_group,
     compare_by,
     pivot,
     plots,
+    correlate,
     no_cache,
+    include_invalid,
     provenance,
 ):
     """Summarize every run under a path: best epochs, gap, degradation, seeds, parameter effects.
@@ -434,9 +507,8 @@ def analyze_command(
     if provenance:
         show_provenance(where, fmt)
         return
-    if (wide or columns) and fmt in ("csv", "json", "parquet"):
+    if (wide or columns) and fmt in ("csv", "json", "parquet", "html"):
         raise SweeperError(f"--wide/--columns: only for table and markdown (--format {fmt} has every field)")
-    from sweeper.analysis import export
     from sweeper.analysis import plots as plotting
     from sweeper.analysis import render as analysis_render
     from sweeper.analysis.report import ReportOptions, build_report
@@ -455,6 +527,7 @@ def analyze_command(
     options = ReportOptions(
         split=split,
         metric=metric,
+        direction=direction,
         sort=sort_key,
         top=top,
         filters=filters,
@@ -462,16 +535,38 @@ def analyze_command(
         compare_by=compare_by,
         pivot=pivot_keys,
         use_cache=not no_cache,
+        include_invalid=include_invalid,
+        correlate=correlation_keys(correlate) if correlate else None,
     )
     report = build_report(where, options)
     for problem in report.analysis.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    show_report(report, fmt, wide, columns)
+    for request in requests:
+        if request.kind == "curves":
+            line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
+        elif request.kind == "scatter":
+            line = plotting.plot_scatter(report.correlation, request.path)
+        else:
+            first = report.effects.pivots[0] if report.effects.pivots else None
+            line = plotting.plot_heatmap(first, request.path, report.objective)
+        err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def show_report(report, fmt: str, wide: bool, columns: str | None) -> None:
+    from sweeper.analysis import export
+    from sweeper.analysis import render as analysis_render
+
     if fmt == "json":
         click.echo(export.to_json(report))
     elif fmt == "parquet":
         click.get_binary_stream("stdout").write(export.to_long_parquet(report))
     elif fmt == "csv":
         click.echo(export.to_csv(report), nl=False)
+    elif fmt == "html":
+        from sweeper.analysis.html import report_html
+
+        click.echo(report_html(report), nl=False)
     elif fmt == "markdown":
         click.echo(analysis_render.report_markdown(report, tables.parse_columns(columns)))
     else:
@@ -479,13 +574,12 @@ def analyze_command(
             report, tables.room(console.width, wide, columns)
         ):
             console.print(renderable, highlight=False, soft_wrap=isinstance(renderable, Text), crop=False)
-    for request in requests:
-        if request.kind == "curves":
-            line = plotting.plot_curves(report.rows, request.path, report.split, report.objective)
-        else:
-            first = report.effects.pivots[0] if report.effects.pivots else None
-            line = plotting.plot_heatmap(first, request.path, report.objective)
-        err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def correlation_keys(text: str) -> tuple[str, str]:
+    from sweeper.analysis.correlate import parse_pair
+
+    return parse_pair(text)
 
 
 def show_provenance(paths: list[str], fmt: str) -> None:
@@ -518,6 +612,12 @@ def show_provenance(paths: list[str], fmt: str) -> None:
             for key, value in rows:
                 table.add_row(key, value)
             console.print(table)
+        if len(sweep.revisions) > 1:  # grown or continued: each change of the sweep, in order
+            columns, cells = sweep.revision_rows()
+            if fmt == "markdown":
+                click.echo("\n" + markdown_table(columns, cells) + "\n")
+            else:
+                print_table(tables.aligned_table(columns, cells, title="revisions of the sweep"))
         jobs = [run for run in sweep.runs if len(run) > 3]  # runs that know their SLURM job
         if jobs:
             columns = list(dict.fromkeys(k for run in jobs for k in run))
@@ -575,7 +675,7 @@ def retry_command(sweep, states, fresh, executor, wait, root):
     from sweeper import control
 
     ledger = Ledger(resolve_sweep(sweep, root))
-    plan = control.plan_rerun(ledger, {s.strip().upper() for s in states.split(",") if s.strip()}, executor)
+    plan = control.plan_rerun(ledger, parse_states(states), executor)
     rerun(ledger, plan, wait, fresh)
 
 
@@ -605,6 +705,56 @@ def rerun(ledger, plan, wait, fresh) -> None:
         highlight=False,
     )
     finish(run_with_progress(plan, ledger, launch.should_wait(plan, wait), fresh=fresh, rerun=True))
+
+
+@main.command("mark")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.argument("args", nargs=-1, metavar="[TRIAL ...] valid|partial|invalid", shell_complete=complete_trials)
+@click.option("--reason", default="", help="Why, e.g. 'WHD scheduler never decays' (kept in the ledger).")
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def mark_command(sweep, args, reason, root):
+    """Mark trials (all of the sweep's when none is named) valid, partial or invalid: analyze leaves invalid
+    runs out of best configs, effects and means; partial ones are counted and flagged."""
+    from sweeper import marks
+
+    if not args:
+        raise SweeperError("mark: give the mark (valid, partial or invalid) after the trials")
+    ledger = Ledger(resolve_sweep(sweep, root))
+    marked = marks.mark(ledger, list(args[:-1]), args[-1], reason)
+    console.print(f"marked {len(marked)} trial(s) {args[-1].lower()}: {', '.join(marked)}", highlight=False)
+
+
+@main.command("note")
+@click.argument("sweep", shell_complete=complete_sweeps)
+@click.option(
+    "--notebook",
+    type=click.Path(),
+    default=None,
+    help="The notebook file to add the entry to [default: EXPERIMENTS.md beside the runs dir].",
+)
+@click.option(
+    "--vs", default=None, help="The sweep to compare with [default: the previous one of this name]."
+)
+@click.option(
+    "--compare-by", default=None, metavar="KEY", help="Results side by side per value, e.g. model.residual."
+)
+@click.option("--hypothesis", default=None, help="The Hypothesis section's text (replaces it).")
+@click.option("--conclusion", default=None, help="The Conclusion section's text (replaces it).")
+@click.option("--html", is_flag=True, help="Also write report.html (offline, self-contained) and link it.")
+@click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@user_errors
+def note_command(sweep, notebook, vs, compare_by, hypothesis, conclusion, html, root):
+    """Write the sweep's lab-notebook entry: NOTE.md in its sweep dir, and the entry in the notebook
+    (updated in place; the Hypothesis, Observations, Conclusion and Next steps text is kept)."""
+    from sweeper.notebook import NoteOptions, write_note
+
+    options = NoteOptions(notebook, vs, compare_by, hypothesis, conclusion, root, html)
+    written = write_note(sweep, options)
+    action = "updated" if written.replaced else "added"
+    console.print(f"wrote {written.note}; {action} its entry in {written.notebook}", highlight=False)
+    for path in [*written.plots, *([written.html] if written.html else [])]:
+        console.print(f"  {path}", highlight=False)
 
 
 @main.command("dashboard")

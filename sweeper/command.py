@@ -240,6 +240,9 @@ class CommandRunner:
             if epoch <= metrics.last_epoch:
                 metrics.restore([r for r in metrics.rows if r["epoch"] < epoch])
             self.run_.log(epoch, row.values)
+        summary = source.take_summary()
+        if summary:
+            self.run_.summary(summary)
 
     # -- stopping ---------------------------------------------------------------------------------------
     def _stop(self, first: int, why: str) -> None:

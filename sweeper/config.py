@@ -8,7 +8,7 @@ so they fail at launch with the spec's file and line instead of in a job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sweeper.models import DataInfo, check_input, parse_model_config
 from sweeper.schema import SchemaError, from_dict
@@ -36,6 +36,8 @@ class DataConfig:
     download: bool = False  # cifar only: download into data_root if the folder is missing
     valid: Literal["split", "test"] = "split"  # split: hold out valid_fraction of train; test: the test split
     valid_fraction: float = 0.2
+    # held out of the training split where the data has no test split: for the final test evaluation
+    test_fraction: float = 0.0
     # The train/valid split is fixed by its own seed, not the trial's, so every run sees the same split.
     split_seed: int = 0
     # dataset: per-channel (per-feature) statistics of the training split; sample: each sample mean 0 /
@@ -47,6 +49,8 @@ class DataConfig:
             self.normalize = "dataset" if self.normalize else "none"
         if self.valid == "split" and not 0.0 < self.valid_fraction < 1.0:
             raise SchemaError("valid_fraction", f"must be between 0 and 1, got {self.valid_fraction}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise SchemaError("test_fraction", f"must be at least 0 and below 1, got {self.test_fraction}")
         if self.name == "file" and not self.path:
             raise SchemaError("path", "data `file` needs a `path` to a .npz or .pt file")
         if self.path and not self.path.endswith((".npz", ".pt", ".pth")):
@@ -161,13 +165,17 @@ class ScheduleConfig:
                 )
 
 
+EvalMetric = Literal["auroc", "knn_acc", "silhouette"]
+EVAL_METRICS = get_args(EvalMetric)
+
+
 @dataclass
 class EvalConfig:
     """Extra metrics on the validation split, as `valid/<metric>` columns: auroc (macro, one-vs-rest),
     knn_acc (k-nearest-neighbour accuracy of the penultimate embeddings, fit on the training split),
     silhouette (of the validation embeddings, labels as clusters). Loss and accuracy are always logged."""
 
-    metrics: list[Literal["auroc", "knn_acc", "silhouette"]] = field(default_factory=list)
+    metrics: list[EvalMetric] = field(default_factory=list)
     every: int = 1  # compute the extra metrics every N epochs (and at the last one); null in other rows
     knn_k: int = 5
     max_samples: int = 5000  # embeddings used for knn / silhouette are subsampled to this many (fixed seed)

@@ -33,10 +33,15 @@ class Data:
     x_valid: torch.Tensor
     y_valid: torch.Tensor
     info: DataInfo
+    x_test: torch.Tensor | None = None  # the test split, where the data has one apart from valid
+    y_test: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Data:
+        test = [None if t is None else t.to(device) for t in (self.x_test, self.y_test)]
         return Data(
-            *(t.to(device) for t in (self.x_train, self.y_train, self.x_valid, self.y_valid)), self.info
+            *(t.to(device) for t in (self.x_train, self.y_train, self.x_valid, self.y_valid)),
+            self.info,
+            *test,
         )
 
 
@@ -195,14 +200,17 @@ READERS = {"digits": read_digits, "cifar10": read_cifar, "cifar100": read_cifar,
 # -- split, normalize ------------------------------------------------------------------------------------
 
 
-def hold_out(x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, ...]:
-    """(x_train, x_valid, y_train, y_valid): a stratified split by the data's own seed."""
+def hold_out(
+    x: np.ndarray, y: np.ndarray, cfg: DataConfig, fraction: float | None = None
+) -> tuple[np.ndarray, ...]:
+    """(x_train, x_valid, y_train, y_valid): a stratified split (of valid_fraction, or `fraction`) by the
+    data's own seed."""
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
     return train_test_split(
-        x, y, test_size=cfg.valid_fraction, random_state=cfg.split_seed, stratify=stratify
+        x, y, test_size=fraction or cfg.valid_fraction, random_state=cfg.split_seed, stratify=stratify
     )
 
 
@@ -243,9 +251,16 @@ def load_data(cfg: DataConfig) -> Data:
         (x_train, y_train), (x_valid, y_valid) = splits["train"], splits["valid"]
     else:
         x_train, x_valid, y_train, y_valid = hold_out(*splits["train"], cfg)
+    test = splits.get("test") if cfg.valid != "test" else None
+    if test is None and cfg.test_fraction:  # held out of train (valid stays as it is), by the fixed seed
+        x_train, x_test, y_train, y_test = hold_out(x_train, y_train, cfg, cfg.test_fraction)
+        test = (x_test, y_test)
+    if test is not None:  # normalized as valid is (dataset statistics: of the training split)
+        test = (normalize(x_train, test[0], str(cfg.normalize), info.kind)[1], test[1])
     x_train, x_valid = normalize(x_train, x_valid, str(cfg.normalize), info.kind)
-    tensors = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x_train, y_train, x_valid, y_valid))
-    return Data(*tensors, info)
+    arrays = (x_train, y_train, x_valid, y_valid, *(test or ()))
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    return Data(*tensors[:4], info, *tensors[4:])
 
 
 def class_weights(

@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sweeper import zygote
+
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCONT)
 
 
@@ -34,6 +36,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+class _ForkedJob:
+    """The job when the zygote forked it: what `forward` needs of a Popen (pid, send_signal, returncode)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+
+def _start_warm(argv: list[str]) -> tuple[_ForkedJob, Any] | None:
+    """The job forked by the launcher's zygote (sweeper.zygote), or None: start it cold."""
+    path = os.environ.get(zygote.ENV_VAR)
+    if not path or path == "off":
+        return None
+    connection = zygote.request(path, argv)
+    if connection is None:
+        return None
+    started = zygote.read_message(connection)
+    if started is None:  # it could not (it is stopping): nothing ran
+        connection.close()
+        return None
+    return _ForkedJob(int(started["pid"])), connection
 
 
 def main(argv: list[str]) -> None:
@@ -56,9 +83,23 @@ def main(argv: list[str]) -> None:
 
     for signum in FORWARDED:
         signal.signal(signum, forward)
-    job = subprocess.Popen(argv, preexec_fn=_die_with_parent)
-    returncode = job.wait()
-    record = {"pid": job.pid, "returncode": returncode, "signal": -returncode if returncode < 0 else None}
+    warm = _start_warm(argv)
+    if warm is not None:  # forked by the launcher's zygote: it reports the wait status
+        job, connection = warm
+        ended = zygote.read_message(connection)
+        connection.close()
+        if ended is None:  # the zygote died first: the job is nobody's child we can wait for
+            zygote.wait_gone(job.pid)
+        returncode = ended["returncode"] if ended is not None else None
+        job.returncode = returncode if returncode is not None else 1
+    else:
+        job = subprocess.Popen(argv, preexec_fn=_die_with_parent)
+        returncode = job.wait()
+    record = {
+        "pid": job.pid,
+        "returncode": returncode,
+        "signal": -returncode if (returncode or 0) < 0 else None,
+    }
     job_id = os.environ.get("SUBMITIT_LOCAL_JOB_ID", str(os.getppid()))
     target = exit_file(argv[-1], job_id)
     temporary = target.with_name(f".{target.name}.tmp")
@@ -67,6 +108,8 @@ def main(argv: list[str]) -> None:
         os.replace(temporary, target)
     except OSError:  # a full or read-only disk: the launcher says the end is unknown
         pass
+    if returncode is None:  # unknown (see describe_end)
+        sys.exit(1)
     if returncode < 0:  # end as the job did, so that whoever waits on us sees the same signal
         signal.signal(-returncode, signal.SIG_DFL)
         os.kill(os.getpid(), -returncode)

@@ -4,7 +4,8 @@ The sweep kind (grid/configs or Optuna search) says what the trials and the job 
 arrays, local processes, this process) says how they are submitted and driven. On SLURM `launch` returns
 once the arrays are submitted. Locally the launcher is the scheduler (it keeps at most `parallelism`
 processes running), so it waits and shows progress; Ctrl-C cancels what runs and `sweeper resume`
-submits the rest later.
+submits the rest later. A spec's `launch.on_end` runs once every trial has ended (sweep_end): as a SLURM
+job waiting for the arrays, or here when the local launcher finishes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeper import backends, kinds, profiles, provenance
+from sweeper import backends, entrypoints, kinds, profiles, provenance, sweep_end
 from sweeper.backends import Backend, Resources
 from sweeper.errors import SweeperError
 from sweeper.kinds import SweepKind
 from sweeper.ledger import Ledger
+from sweeper.objective import objective_warning
 from sweeper.space import CONFIRM_ABOVE, Trial
 from sweeper.spec import SweepSpec
 from sweeper.states import SUCCEEDED, TrialState, is_active
@@ -87,6 +89,10 @@ def make_plan(
     query_cluster: bool = True,
 ) -> Plan:
     """The trials (the spec's, unless given: a retry's) on the chosen backend, with its resources."""
+    if (
+        trials is None and spec.entrypoint is not None
+    ):  # a new launch: the jobs will import it, try it once here
+        entrypoints.check_importable(spec.entrypoint, *spec.line_of("entrypoint"))
     spec, profile = profiles.apply_profile(spec)
     kind = kinds.of_spec(spec)
     trials = kind.trials(spec) if trials is None else trials
@@ -95,8 +101,15 @@ def make_plan(
     asked = spec.search.workers if spec.search is not None else spec.launch.parallelism
     resources = backend.resources(spec, asked, len(trials))
     backend.prepare(resources, len(trials), query_cluster)
+    warnings = [w for w in [objective_warning(spec.objective.metric, spec.declared_direction)] if w]
     return Plan(
-        spec, trials, backend, kind, resources, kind.warnings(spec), str(profile) if profile else None
+        spec,
+        trials,
+        backend,
+        kind,
+        resources,
+        warnings + kind.warnings(spec),
+        str(profile) if profile else None,
     )
 
 
@@ -168,12 +181,17 @@ def execute(
     job = plan.kind.job(plan.spec, plan.threads, ledger, fresh)
     with ledger.lock():
         plan.backend.submit(plan.spec, plan.resources, ledger, claim(ledger, trials), job)
+        end_here = plan.spec.launch.on_end and not plan.backend.schedule_end(
+            plan.spec, plan.resources, ledger
+        )
 
     def on_running(running: set[str]) -> None:
         if on_tick:
             on_tick(sweep_status(ledger, scheduler={j: TrialState.RUNNING for j in running}))
 
     plan.backend.drive(plan.spec, plan.resources, ledger, on_running)
+    if end_here:  # the launcher drove every trial to its end: the sweep's end runs here
+        sweep_end.run_end(ledger, sweep_status(ledger, scheduler={}))
     if not plan.backend.waits and not wait_for_end:
         return None
     if plan.backend.waits:  # the backend ran the jobs to their end

@@ -3,10 +3,17 @@
     runs/<name>/<YYYYMMDD_HHMMSS>/
         spec.yaml          the spec as launched (overrides applied)    provenance.json  git, versions, host, command
         spec.source.yaml   the file as it was on disk                  git.diff         uncommitted changes
-        trials.jsonl       one line per trial (id, params, seed, config)
+        trials.jsonl       one line per trial (id, params, seed, config); a growth appends trials, a
+                           continuation updates a trial's config (rewritten whole, atomically, under the lock)
+        revisions.jsonl    append-only, one line per change of the sweep: the launch (revision 1), each
+                           growth (`launch --into`: spec.r<N>.yaml, git.r<N>.diff, the trials added) and each
+                           continuation (`sweeper continue`: the trials, the epoch they continue from, the
+                           keys changed old -> new)
         attempts.jsonl     append-only events, one line each, written under a lock: queued / dequeued (a
                            local launcher's queue), submitted, started, requeued, ended, accounted (the
-                           scheduler's end record)
+                           scheduler's end record), marked (a validity mark: sweeper/marks.py); and the
+                           sweep's own (no trial id): end_job, end_ran
+        summary.md, summary.json   analyze's report, written at the sweep's end when `launch.on_end` is set
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
         runs.parquet       the run index: one row per run dir (sweeper/runs_index.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>
@@ -27,12 +34,14 @@ from typing import Any
 from sweeper import yamlio
 from sweeper.errors import SweeperError
 from sweeper.fsutil import append_jsonl, atomic_write_json, atomic_write_text, locked, read_json, read_jsonl
+from sweeper.marks import MARK_EVENT, Mark, marks_of_events
 from sweeper.space import Trial
 from sweeper.states import TrialState
 
 TRIALS_FILE = "trials.jsonl"
 ATTEMPTS_FILE = "attempts.jsonl"
 META_FILE = "sweep.json"
+REVISIONS_FILE = "revisions.jsonl"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 
 
@@ -69,6 +78,8 @@ class TrialRecord:
     trial: Trial
     attempts: list[dict] = field(default_factory=list)  # one dict per submission, merged with its events
     queued: dict | None = None  # held in a local launcher's queue (its pid and host), not submitted yet
+    revision: int = 1  # the revision of the sweep that added the trial (1: the launch)
+    mark: Mark | None = None  # the researcher's latest validity mark (sweeper/marks.py)
 
     @property
     def latest(self) -> dict | None:
@@ -116,6 +127,10 @@ class Ledger:
             "entrypoint": spec.trial_entrypoint,
             **extra_meta,
         }
+        append_jsonl(
+            sweep_dir / REVISIONS_FILE,
+            [launch_revision(meta, provenance, len(trials))],
+        )
         atomic_write_json(
             sweep_dir / META_FILE, meta
         )  # written last: its presence marks a complete sweep dir
@@ -138,14 +153,34 @@ class Ledger:
     def events(self) -> list[dict]:
         return read_jsonl(self.dir / ATTEMPTS_FILE)
 
+    def revisions(self) -> list[dict]:
+        """The sweep's revisions, oldest first (a sweep dir from before revisions: its launch alone)."""
+        found = read_jsonl(self.dir / REVISIONS_FILE)
+        if found:
+            return found
+        info = read_json(self.dir / "provenance.json", {}) or {}
+        return [launch_revision(self.meta, info, int(self.meta.get("n_trials") or 0))]
+
+    def trial_revisions(self) -> dict[str, int]:
+        """trial id -> the revision that added it (absent: the launch, revision 1)."""
+        added: dict[str, int] = {}
+        for revision in self.revisions():
+            for trial_id in revision.get("added") or []:
+                added.setdefault(trial_id, int(revision["revision"]))
+        return added
+
     def records(self) -> dict[str, TrialRecord]:
         """Every trial with its attempts; events of one attempt (same trial and job id) are merged in order."""
-        records = {t.trial_id: TrialRecord(t) for t in self.trials()}
+        revisions = self.trial_revisions()
+        records = {t.trial_id: TrialRecord(t, revision=revisions.get(t.trial_id, 1)) for t in self.trials()}
         for event in self.events():
             record = records.get(event.get("trial_id"))
             if record is None:
                 continue
             kind = event.get("event")
+            if kind == MARK_EVENT:  # a verdict on the trial, not an attempt
+                record.mark = marks_of_events([event]).get(record.trial.trial_id) or record.mark
+                continue
             if kind == "queued":
                 record.queued = event
                 continue
@@ -174,6 +209,10 @@ class Ledger:
             match["last_event"] = kind
         return records
 
+    def sweep_events(self, kind: str) -> list[dict]:
+        """Events of the sweep itself (no trial id), e.g. its end job's or its feeder's, oldest first."""
+        return [e for e in self.events() if e.get("event") == kind and "trial_id" not in e]
+
     def next_attempts(self, trials: list[Trial]) -> dict[str, int]:
         """The attempt number each of these trials' next submission gets."""
         records = self.records()
@@ -182,17 +221,35 @@ class Ledger:
         }
 
     def launched_spec(self):
-        """The spec as launched (overrides and cluster profile applied). Its entrypoint was checked at launch
-        and may import only from the launch directory, so it is not checked again."""
+        """The spec as launched, or as the latest growth gave it (overrides and cluster profile applied). Its
+        entrypoint was checked at launch and may import only from the launch directory, so it is not
+        checked again."""
         from sweeper.spec import parse_spec
 
-        path = self.dir / "spec.yaml"
+        specs = [r["spec"] for r in self.revisions() if r.get("spec")]
+        path = self.dir / (specs[-1] if specs else "spec.yaml")
         return parse_spec(path.read_text(), file=str(path), check_entrypoint=False)
 
     # -- writing -----------------------------------------------------------------------------------------
     def append(self, *events: dict[str, Any]) -> None:
         now = time.time()
         append_jsonl(self.dir / ATTEMPTS_FILE, [{"time": now, **e} for e in events])
+
+    def add_revision(self, revision: dict[str, Any], trials: list[Trial]) -> int:
+        """Record a revision (its number is the next one) and write the trials it changes or adds: replaced
+        where the id exists, appended otherwise. The caller holds `lock()`. The revision goes first: a
+        crash before the trials are written leaves a revision that names trials the sweep lacks, which the
+        next growth adds again; never a trial without its revision."""
+        earlier = self.revisions()
+        if not (self.dir / REVISIONS_FILE).exists():  # a sweep dir from before revisions
+            append_jsonl(self.dir / REVISIONS_FILE, earlier)
+        number = len(earlier) + 1
+        append_jsonl(self.dir / REVISIONS_FILE, [{**revision, "revision": number, "time": time.time()}])
+        changed = {t.trial_id: t for t in trials}
+        current = [changed.pop(t.trial_id, t) for t in self.trials()]
+        lines = "".join(json.dumps(t.to_json(), sort_keys=True) + "\n" for t in [*current, *changed.values()])
+        atomic_write_text(self.dir / TRIALS_FILE, lines)
+        return number
 
     def update_meta(self, **values: Any) -> None:
         self.meta.update(values)
@@ -201,6 +258,21 @@ class Ledger:
     def lock(self):
         """Held while deciding what to submit, so concurrent launches/retries never submit a trial twice."""
         return locked(self.dir / ".submit.lock")
+
+
+def launch_revision(meta: dict, provenance: dict, n_trials: int) -> dict[str, Any]:
+    """Revision 1: the launch itself."""
+    git = provenance.get("git") or {}
+    return {
+        "revision": 1,
+        "kind": "launch",
+        "time": meta.get("created_at"),
+        "spec": "spec.yaml",
+        "command": provenance.get("command"),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "n_added": n_trials,
+    }
 
 
 def find_sweep_dirs(root: str | Path) -> list[Path]:

@@ -97,6 +97,12 @@ class MetricSource:
         self.suppressed_warnings = 0  # problems not reported once MAX_WARNINGS were
         self._warned = 0
         self._known: dict[int, dict[str, float]] = {}
+        self._summary: dict[str, float] = {}  # numbers given once (`{"summary": {...}}`), not yet taken
+
+    def take_summary(self) -> dict[str, float]:
+        """Summary numbers found since the last call (the caller writes them to summary.json)."""
+        taken, self._summary = self._summary, {}
+        return taken
 
     def poll(self, final: bool = False) -> list[Row]:
         """Rows new since the last poll. `final`: the program exited, flush everything held back."""
@@ -251,7 +257,8 @@ class JsonLinesSource(MetricSource):
     3.0). Values must be numbers (NaN / Infinity, as Python's json writes them, are kept); `null` values are
     skipped silently; any other value (a string, a boolean, a list) is a warning naming the key, the rest of
     the row kept. Several lines for one epoch merge (a later value wins). A file that is rewritten or
-    truncated is read again from its start.
+    truncated is read again from its start. A line `{"summary": {"test/acc": 0.97}}` (no epoch needed)
+    gives numbers the run produces once: they go to summary.json (`take_summary`).
     """
 
     name = "jsonl"
@@ -304,6 +311,10 @@ class JsonLinesSource(MetricSource):
         if not isinstance(obj, dict):
             self._warn(f"{where}: not a JSON object: {_snippet(text)}")
             return None
+        if "summary" in obj:
+            self._summary.update(self._numbers(obj.pop("summary"), where, "summary"))
+            if "epoch" not in obj:
+                return None
         if "epoch" not in obj:
             self._warn(f"{where}: no 'epoch': {_snippet(text)}")
             return None
@@ -311,9 +322,16 @@ class JsonLinesSource(MetricSource):
         if epoch is None:
             self._warn(f"{where}: 'epoch' must be an integer, got {_snippet(json.dumps(obj['epoch']), 40)}")
             return None
+        return epoch, self._numbers({k: v for k, v in obj.items() if k != "epoch"}, where, "")
+
+    def _numbers(self, obj: Any, where: str, what: str) -> dict[str, float]:
+        """The numbers of a JSON object, a warning naming each key that is not one."""
+        if what and not isinstance(obj, dict):
+            self._warn(f"{where}: '{what}' must be an object of numbers: {_snippet(json.dumps(obj), 40)}")
+            return {}
         values: dict[str, float] = {}
         for key, value in obj.items():
-            if key == "epoch" or value is None:
+            if value is None:
                 continue
             name = metric_name(key)
             if not name:
@@ -326,7 +344,7 @@ class JsonLinesSource(MetricSource):
                 values[name] = float(value)
             except OverflowError:
                 self._warn(f"{where}: '{key}' is too large for a float: ignored")
-        return epoch, values
+        return values
 
 
 class _EventFile:
@@ -677,6 +695,12 @@ class AutoSource(MetricSource):
 
     def describe(self) -> str:
         return "the first of: " + "; ".join(s.describe() for s in self.sources)
+
+    def take_summary(self) -> dict[str, float]:
+        taken: dict[str, float] = {}
+        for source in self.sources if self.chosen is None else [self.chosen]:
+            taken.update(source.take_summary())
+        return taken
 
     def _collect(self) -> None:
         for source in self.sources:

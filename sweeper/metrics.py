@@ -1,4 +1,5 @@
-"""The one metrics schema, and its writer: metrics.parquet (atomic, rewritten every epoch) + TensorBoard.
+"""The one metrics schema, and its writer: metrics.parquet (atomic, rewritten every epoch) + TensorBoard;
+and summary.json, the numbers a run produces once (final test metrics, a landscape measure).
 
 Schema (documented in docs/metrics.md): one row per epoch, `epoch` (int64, 1-based), `time_s` (float64,
 training seconds since the run started, summed over requeues), `lr` (float64), then one float64 column
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweeper import extras
-from sweeper.fsutil import atomic_write_bytes
+from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
 
 METRICS_FILE = "metrics.parquet"
+SUMMARY_FILE = "summary.json"
 SCHEMA_VERSION = "1"
 FIXED_COLUMNS = ("epoch", "time_s", "lr")
 
@@ -50,6 +53,17 @@ def write_metrics(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 def read_metrics(path: str | Path) -> pa.Table:
     return pq.read_table(path)
+
+
+def write_summary(run_dir: str | Path, values: dict[str, Any]) -> dict[str, float | None]:
+    """Merge numbers into the run's summary.json (one JSON object, name -> number; a later value of a name
+    wins), written atomically; returns the whole summary. NaN and inf are kept as null (strict JSON)."""
+    checked = {str(k): _number(k, v) for k, v in values.items()}
+    path = Path(run_dir) / SUMMARY_FILE
+    summary = read_json(path, {}) or {}
+    summary.update({k: v if v is None or math.isfinite(v) else None for k, v in checked.items()})
+    atomic_write_json(path, summary)
+    return summary
 
 
 class MetricsWriter:

@@ -13,7 +13,16 @@ def pid_alive(pid: int | str | None) -> bool:
         return False
     except PermissionError:  # someone else's process: it exists
         return True
-    return True
+    return not _zombie(int(pid))  # type: ignore[arg-type]
+
+
+def _zombie(pid: int) -> bool:
+    """Ended but not yet reaped (e.g. a job whose parent died, under an init that reaps late): not alive."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b") ", 1)[1][:1] == b"Z"
+    except (OSError, IndexError):  # no /proc (macOS): signal 0 is all there is
+        return False
 
 
 def alive_here(pid: int | str | None, host: str | None) -> bool | None:

@@ -9,6 +9,7 @@
             run.save_checkpoint({"epoch": epoch, "model": model.state_dict(), ...})
             if run.should_prune():
                 raise sweeper.TrialPruned()
+        run.summary(**{"test/acc": test_acc})   # numbers made once, into summary.json
 
 A function that returns normally ends its trial COMPLETED (stopping early is fine: say why with
 `run.set_note(...)`); `sweeper.TrialPruned` ends it PRUNED; any other exception ends it FAILED.
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sweeper.errors import TrialFailed
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
 from sweeper.objective import Objective
 from sweeper.states import FINISHED, TrialState
@@ -66,6 +68,7 @@ class Run:
         self._stop_hooks: list[Callable[[], None]] = []
         self._pruner = pruner  # called with (epoch, objective value); True means prune
         self._prune = False
+        self._objective_named = False  # the objective's name appeared in a logged epoch
         # imported here: `sweeper status` reads this module's state names and should not pay for pyarrow
         from sweeper.metrics import HParams, MetricsWriter
 
@@ -103,6 +106,7 @@ class Run:
         values.setdefault("time_s", self.elapsed)
         values.setdefault("lr", None)
         row = self.metrics.log(epoch, values)
+        self._check_objective_named(epoch, values)
         self._status["epoch"] = epoch
         self._status["last"] = {k: v for k, v in row.items() if k not in ("epoch",) and _json_number(v)}
         self._note_best(epoch, row.get(self.objective.metric))
@@ -110,6 +114,23 @@ class Run:
         value = row.get(self.objective.metric)
         if self._pruner is not None and value is not None:
             self._prune = bool(self._pruner(epoch, value))
+
+    def _check_objective_named(self, epoch: int, values: dict[str, Any]) -> None:
+        """A user's function that logs its split's metrics under other names than the objective's would run
+        to its end for nothing (nothing to rank, prune or compare): fail at the first epoch that shows it,
+        after that epoch's row is written. An epoch without that split (evaluation every N epochs) says
+        nothing; a null value counts as logged."""
+        metric = self.objective.metric
+        if self._objective_named or metric in values:
+            self._objective_named = True
+            return
+        split, slash, _ = metric.partition("/")
+        same_split = sorted(k for k in values if slash and k.startswith(split + "/"))
+        if same_split:
+            raise TrialFailed(
+                f"the objective {metric} is not among the {split}/ metrics logged at epoch {epoch} "
+                f"({', '.join(same_split)}): log it, or set `objective: {{metric: ...}}` in the spec"
+            )
 
     def _note_best(self, epoch: int, value: Any) -> None:
         """Keep the run's best objective value so far in the heartbeat (`best`: value and epoch; ties go to
@@ -119,6 +140,18 @@ class Run:
         best = self._status.get("best")
         if best is None or (value != best["value"] and self.objective.better(value, best["value"]) == value):
             self._status["best"] = {"value": value, "epoch": epoch}
+
+    def summary(self, numbers: dict[str, Any] | None = None, **more: Any) -> dict[str, float | None]:
+        """Record numbers the run produces once (`run.summary(**{"test/acc": 0.97}, h0=3.2)`), in summary.json
+        (docs/metrics.md); analyze shows them as columns and ranks by them (`--metric test/acc`)."""
+        from sweeper.metrics import write_summary
+
+        try:
+            return write_summary(self.run_dir, {**(numbers or {}), **more})
+        except TypeError as exc:
+            from sweeper.errors import SweeperError
+
+            raise SweeperError(f"run.summary: {exc}") from None
 
     def add_stop_hook(self, hook: Callable[[], None]) -> None:
         """Called when the job is about to be requeued (timeout, preemption), before it exits: e.g. to pass

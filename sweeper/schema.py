@@ -63,6 +63,8 @@ def convert(annotation: Any, value: Any, key: str) -> Any:
         return value
     origin = get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in get_args(annotation):
+            return None  # not a dataclass option built from defaults: `early_stopping: null` means none
         errors = []
         for option in get_args(annotation):
             try:
@@ -182,19 +184,29 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def set_path(data: dict, dotted: str, value: Any) -> None:
-    """Set data['a']['b'] = value for 'a.b', creating intermediate mappings."""
+    """Set data['a']['b'] = value for 'a.b', creating intermediate mappings. A key may itself hold dots
+    (`grid: {optim.lr: [...]}`, `search: {params: {optim.lr: {...}}}`): where one exists it is the one set
+    or descended into (the longest that matches), so 'search.params.optim.lr.high' reaches that parameter."""
     parts = dotted.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
+    node, i = data, 0
+    while True:
+        rest = ".".join(parts[i:])
+        if rest in node or i == len(parts) - 1:
+            node[rest] = value
+            return
+        j = next(
+            (j for j in range(len(parts) - 1, i, -1) if isinstance(node.get(".".join(parts[i:j])), dict)),
+            i + 1,
+        )
+        key = ".".join(parts[i:j])
+        child = node.get(key)
         if child is None:
-            child = node[part] = {}
+            child = node[key] = {}
         elif not isinstance(child, dict):
             raise SchemaError(
-                ".".join(parts[: i + 1]), f"is {describe(child)}, not a mapping, so '{dotted}' cannot be set"
+                ".".join(parts[:j]), f"is {describe(child)}, not a mapping, so '{dotted}' cannot be set"
             )
-        node = child
-    node[parts[-1]] = value
+        node, i = child, j
 
 
 def get_path(data: dict, dotted: str, default: Any = None) -> Any:

@@ -16,12 +16,13 @@ from typing import Any
 
 from sweeper.display import format_value, short_names
 from sweeper.errors import SpecError
-from sweeper.schema import SchemaError, flatten, set_path, to_dict
+from sweeper.schema import SchemaError, did_you_mean, flatten, set_path, to_dict
 from sweeper.spec import SweepSpec
 
 MAX_ID_LENGTH = 64
 CONFIRM_ABOVE = 5_000  # `launch` asks before submitting more trials than this (unless --yes)
 MAX_TRIALS = 1_000_000  # beyond this, expansion alone would take minutes and gigabytes: refuse
+SEEDS_ONLY = "base"  # the config name of a sweep that only repeats `base` over its seeds
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,18 @@ def count_trials(spec: SweepSpec) -> int:
     return points * len(spec.seeds)
 
 
+def checked_count(spec: SweepSpec) -> int:
+    """count_trials, refusing a grid too large to expand (before anything asks whether to launch it)."""
+    count = count_trials(spec)
+    if count > MAX_TRIALS:
+        raise SpecError(
+            f"the sweep has {count:,} trials, more than {MAX_TRIALS:,}: use `search:` (Optuna) "
+            "to sample a space this large",
+            file=spec.path,
+        )
+    return count
+
+
 def worker_trials(spec: SweepSpec) -> list[Trial]:
     """What the ledger tracks for an Optuna sweep: its worker jobs (the trials themselves live in the study)."""
     return [Trial(f"worker-{i}", f"worker-{i}", {}, 0, {"worker": i}) for i in range(spec.search.workers)]
@@ -82,13 +95,8 @@ def expand(spec: SweepSpec) -> list[Trial]:
     if spec.search is not None:
         check_search(spec)
         return worker_trials(spec)
-    if count_trials(spec) > MAX_TRIALS:
-        raise SpecError(
-            f"the sweep has {count_trials(spec):,} trials, more than {MAX_TRIALS:,}: use `search:` (Optuna) "
-            "to sample a space this large",
-            file=spec.path,
-        )
-    configs = spec.configs or {"": {}}
+    checked_count(spec)
+    configs = spec.configs or {"" if spec.grid else SEEDS_ONLY: {}}
     grid = grid_points(spec.grid) if spec.grid else [{}]
     names = short_names(list(spec.grid))
     trials: list[Trial] = []
@@ -124,7 +132,7 @@ def _validated(spec: SweepSpec, config: dict, params: dict, sections: dict) -> d
     from sweeper.config import TrainConfig, parse_train_config
 
     try:
-        return to_dict(parse_train_config(config))
+        parsed = parse_train_config(config)
     except SchemaError as exc:
         for key in params:
             if exc.key == key or exc.key.startswith(key + ".") or key.startswith(exc.key + "."):
@@ -140,6 +148,30 @@ def _validated(spec: SweepSpec, config: dict, params: dict, sections: dict) -> d
         raise SpecError(
             exc.message, file=where, key="base." + exc.key if exc.key else "base", line=line
         ) from None
+    _check_objective_logged(spec, parsed)
+    return to_dict(parsed)
+
+
+def _check_objective_logged(spec: SweepSpec, cfg) -> None:
+    """The built-in trainer logs a known set of columns: an objective outside it would fail every job."""
+    from sweeper.config import EVAL_METRICS, logged_metrics
+
+    metric, logged = spec.objective.metric, logged_metrics(cfg)
+    if metric in logged:
+        return
+    split, _, name = metric.partition("/")
+    hint = (
+        f"; add it with `eval: {{metrics: [{name}]}}` in base"
+        if split == "valid" and name in EVAL_METRICS
+        else did_you_mean(metric, logged)
+    )
+    where, line = spec.line_of("objective.metric")
+    raise SpecError(
+        f"{metric!r} is never logged by the built-in trainer for this config (it logs {', '.join(logged)}){hint}",
+        file=where or spec.path,
+        key="objective.metric",
+        line=line,
+    )
 
 
 def _raise_param_error(spec: SweepSpec, section: tuple, key: str, message: str) -> None:

@@ -8,11 +8,9 @@ paths into `base` (e.g. `optim.weight_decay`).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,12 +56,47 @@ class LaunchSpec:
     threads: int | None = (
         None  # torch threads per job; default: cpus_per_task on SLURM, cores/parallelism locally
     )
+    # A shell command run once when every trial has ended (sweeper/sweep_end.py), e.g. `mail -s ...`.
+    on_end: str | None = None
 
     def validate(self) -> None:
         if self.parallelism is not None and self.parallelism < 1:
             raise SchemaError("parallelism", f"must be at least 1, got {self.parallelism}")
         if self.time_min < 1:
             raise SchemaError("time_min", f"must be at least 1 minute, got {self.time_min}")
+        if self.on_end is not None:
+            problem = end_command_problem(self.on_end)
+            if problem:
+                raise SchemaError("on_end", problem)
+
+
+END_PLACEHOLDERS = ("sweep_dir", "name", "counts")  # what `launch.on_end` may name, as {sweep_dir}
+
+
+def end_command_problem(command: str) -> str | None:
+    """Why `launch.on_end` cannot be rendered (an unknown or malformed placeholder), or None."""
+    import string
+
+    if not command.strip():
+        return "is empty (give a shell command, or leave `on_end` out)"
+    try:
+        fields = [name for _text, name, _spec, _conv in string.Formatter().parse(command) if name is not None]
+    except ValueError as exc:
+        return f"{exc} (write a literal brace as {{{{ or }}}})"
+    for name in fields:
+        if name not in END_PLACEHOLDERS:
+            known = ", ".join(f"{{{p}}}" for p in END_PLACEHOLDERS)
+            return f"unknown placeholder {{{name}}}{did_you_mean(name, END_PLACEHOLDERS)}; known: {known}"
+    return None
+
+
+@dataclass
+class NotesSpec:
+    """Written before launch, for the lab notebook (`sweeper note`): the hypothesis is fixed before the
+    results exist; summary is a line on what the experiment is."""
+
+    hypothesis: str = ""
+    summary: str = ""
 
 
 SAMPLERS = {
@@ -276,6 +309,7 @@ class SweepSpec:
     objective: Objective = field(default_factory=Objective)
     search: SearchSpec | None = None
     launch: LaunchSpec = field(default_factory=LaunchSpec)
+    notes: NotesSpec = field(default_factory=NotesSpec)
     # Filled by load_spec, not by the YAML:
     path: str | None = field(default=None, init=False)
     data: dict = field(default_factory=dict, init=False, repr=False)  # the spec as loaded, overrides applied
@@ -317,6 +351,12 @@ class SweepSpec:
 
             return COMMAND_ENTRYPOINT
         return self.entrypoint
+
+    @property
+    def declared_direction(self) -> str | None:
+        """The objective's direction as the spec wrote it (None: left to the metric's name)."""
+        written = self.data.get("objective")
+        return written.get("direction") if isinstance(written, dict) else None
 
     @property
     def swept_keys(self) -> list[str]:
@@ -456,11 +496,7 @@ def parse_spec(
             key="search",
             line=line,
         )
-    if spec.configs is None and not spec.grid and spec.search is None:
-        raise SpecError(
-            "nothing to sweep: add `configs:` (named points), `grid:` (lists of values) or `search:`",
-            file=file,
-        )
+    _refuse_swept_overrides(spec, [parse_override(o, top_level)[0] for o in overrides])
     if spec.entrypoint and check_entrypoint:
         _check_entrypoint(spec)
     if spec.command is not None and check_entrypoint:
@@ -489,27 +525,37 @@ def _check_extras(spec: SweepSpec) -> None:
             raise SpecError(str(exc), file=where or spec.path, key=key, line=line) from None
 
 
-def _check_entrypoint(spec: SweepSpec) -> None:
-    module = spec.entrypoint.split(":")[0]
-    # Jobs import the entrypoint with the launch directory on their path (see launch.export_launch_dir).
-    added = os.getcwd() not in sys.path
-    if added:
-        sys.path.append(os.getcwd())
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    finally:
-        if added:
-            sys.path.remove(os.getcwd())
-    if found is None:
-        where, line = spec.line_of("entrypoint")
+def _refuse_swept_overrides(spec: SweepSpec, keys: list[str]) -> None:
+    """`--set optim.lr=...` where the sweep itself varies optim.lr would change no trial (each trial sets its
+    own value over the base): refused, naming where the key is swept and how to change that instead."""
+    for key in keys:
+        if not key.startswith("base."):
+            continue
+        key = key.removeprefix("base.")
+        swept = next((k for k in spec.swept_keys if key == k or key.startswith(k + ".")), None)
+        if swept is None:
+            continue
+        if spec.search is not None:
+            section, hint = ("search", "params"), f"--set search.params.{swept}.low=... (or .high, .choices)"
+        elif swept in spec.grid:
+            section, hint = ("grid",), f"--set 'grid.{swept}=[...]'"
+        else:
+            name = next(n for n, params in spec.configs.items() if swept in params)
+            section, hint = ("configs", name), f"--set configs.{name}.{swept}=..."
+        file, line = spec.line_of_param(section, swept)
+        where = f"{file}:{line}" if line is not None else (file or "the spec")
         raise SpecError(
-            f"cannot find module {module!r} (is it installed or on PYTHONPATH?)",
-            file=where,
-            key="entrypoint",
-            line=line,
+            f"is swept ({'.'.join(section)} at {where}): every trial sets its own value, so this "
+            f"--set would change nothing; change the swept values instead, e.g. {hint}",
+            file="--set",
+            key=key,
         )
+
+
+def _check_entrypoint(spec: SweepSpec) -> None:
+    from sweeper.entrypoints import check_defined
+
+    check_defined(spec.entrypoint, *spec.line_of("entrypoint"))
 
 
 def _check_command(spec: SweepSpec) -> None:

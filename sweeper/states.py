@@ -69,3 +69,26 @@ class StudyState(StrEnum):
 
 
 STUDY_FINISHED = frozenset({StudyState.COMPLETE, StudyState.PRUNED, StudyState.FAIL})
+
+
+def parse_states(text: str, option: str = "--state") -> set[TrialState]:
+    """'failed,TIMEOUT' -> those states. A word that names no state is the user's typo, not an empty answer:
+    an error with a did-you-mean (a filter that silently matches nothing reads as 'nothing to do')."""
+    import difflib
+
+    from sweeper.errors import SweeperError
+
+    chosen = set()
+    for word in (w.strip().upper() for w in text.split(",")):
+        if not word:
+            continue
+        if word not in TrialState.__members__:
+            close = difflib.get_close_matches(word, list(TrialState.__members__), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SweeperError(
+                f"{option} {word}: no such state{hint}; the states are {', '.join(TrialState)}"
+            )
+        chosen.add(TrialState(word))
+    if not chosen:
+        raise SweeperError(f"{option}: give at least one state, e.g. {option} FAILED")
+    return chosen

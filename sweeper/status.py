@@ -53,6 +53,9 @@ class TrialStatus:
     note: str | None = None  # e.g. "requeued after preemption at epoch 7"
     best: float | None = None  # the run's best objective value so far (its heartbeat's `best`)
     problem: str | None = None  # why its heartbeat could not be read (one warning line)
+    revision: int = 1  # the sweep's revision that added the trial (1: the launch; later: `launch --into`)
+    mark: str | None = None  # the researcher's validity mark: valid, partial, invalid (sweeper/marks.py)
+    mark_reason: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -165,6 +168,9 @@ def sweep_status(ledger: Ledger, scheduler: dict[str, Any] | None = None) -> lis
 def trial_status(ledger: Ledger, record: TrialRecord, jobs: dict[str, JobRecord]) -> TrialStatus:
     trial = record.trial
     status = TrialStatus(trial.trial_id, trial.name, trial.params, trial.seed, S.NOT_SUBMITTED)
+    status.revision = record.revision
+    if record.mark is not None:
+        status.mark, status.mark_reason = str(record.mark.validity), record.mark.reason or None
     if record.queued is not None and launcher_alive(record.queued):
         status.state = S.QUEUED
         status.attempt = len(record.attempts)

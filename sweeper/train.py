@@ -3,7 +3,9 @@ like any user function (see sweeper/run.py for the run API).
 
 Every epoch: train on shuffled (augmented) batches with the LR of its schedule step by step, evaluate on
 the validation split, log one metrics row, save last.pt (and best.pt when the objective improved), then
-stop if pruned or early-stopped. All state needed to resume bit-for-bit is in last.pt.
+stop if pruned or early-stopped. All state needed to resume bit-for-bit is in last.pt. At the end, where
+the data has a test split, the final model's test loss, acc, auroc, knn_acc and silhouette go to
+summary.json.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sweeper.run import Run, TrialPruned
 from sweeper.schedules import Plateau, lr_multiplier
 from sweeper.schema import SchemaError
 
+TEST_METRICS = ("auroc", "knn_acc", "silhouette")  # the final test evaluation has every extra (it runs once)
 AVERAGE_DIR = "average"  # weights of the last `average_last` epochs, one file each
 AVERAGED_CHECKPOINT = "averaged.pt"
 
@@ -296,6 +299,10 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
             )
             run.set_note(note)
             break
+    if data.x_test is not None:  # once, at the end: the final model on the held-out test split
+        reference = (data.x_train, data.y_train)
+        test = evaluate(model, data.x_test, data.y_test, cfg.eval, autocast, TEST_METRICS, reference)
+        run.summary({f"test/{name}": value for name, value in test.items()})
     return {"best": best.best, "best_epoch": best.best_epoch, "objective": objective}
 
 

@@ -38,11 +38,17 @@ def counts_text(counts: dict[str, int]) -> Text:
 
 # The order columns are dropped in when a status table is too wide (first dropped first); identity
 # columns (trial, parameters, state) never are. docs/slurm.md states it.
-TRIAL_DROP_ORDER = ("error / note", "attempt", "seed", "job", "elapsed", "valid loss", "epoch")
+TRIAL_DROP_ORDER = ("error / note", "attempt", "rev", "seed", "job", "elapsed", "valid loss", "epoch")
 
 
 def _priority(name: str, order: Sequence[str]) -> int:
     return order.index(name) if name in order else len(order)
+
+
+def mark_text(s: TrialStatus) -> str:
+    if not s.mark:
+        return ""
+    return f"{s.mark}: {s.mark_reason}" if s.mark_reason else s.mark
 
 
 def status_table(
@@ -51,7 +57,8 @@ def status_table(
     metric: str = "valid/acc",
     room: Room = NO_LIMIT,
 ) -> Renderables:
-    """One row per trial: state, epoch/total, latest valid metrics, elapsed, job, attempt, error or note."""
+    """One row per trial: state, epoch/total, latest valid metrics, elapsed, job, attempt, error or note;
+    and the revision that added it, once the sweep has grown (`launch --into`)."""
     keys: list[str] = []
     for s in statuses:
         keys += [k for k in s.params if k not in keys]
@@ -65,6 +72,10 @@ def status_table(
     columns += [column("seed"), TableColumn("state", "state"), column("epoch"), column("valid loss")]
     columns += [column(metric)] if metric != "valid/loss" else []
     columns += [column("elapsed"), column("job"), column("attempt", "left")]
+    grown = any(s.revision > 1 for s in statuses)
+    columns += [column("rev")] if grown else []
+    marked = any(s.mark for s in statuses)
+    columns += [column("mark", "left", detail=True)] if marked else []
     columns += [column("error / note", "left", detail=True)]
     rows: list[list[str | Text]] = []
     for s in statuses:
@@ -84,6 +95,8 @@ def status_table(
                 duration(s.elapsed_s),
                 s.job_id or "-",
                 attempt,
+                *([str(s.revision)] if grown else []),
+                *([one_line(mark_text(s))[:80]] if marked else []),
                 one_line(message or "")[:160],
             ]
         )
@@ -137,10 +150,15 @@ def one_line(text: str) -> str:
 
 def sources_text(result: Refresh) -> list[Text]:
     """Where the states came from, and why that is less than usual."""
-    parts = [Text(f"states from {SOURCES.get(result.source, result.source)}", style="dim")]
+
+    # one line each, never wrapped (a warning names a path that grep must find whole)
+    def line(text: str, style: str) -> Text:
+        return Text(text, style=style, no_wrap=True, overflow="ignore")
+
+    parts = [line(f"states from {SOURCES.get(result.source, result.source)}", "dim")]
     if result.warning:
-        parts.append(Text(f"warning: {result.warning}", style="yellow"))
-    parts += [Text(f"warning: {problem}", style="yellow") for problem in result.problems]
+        parts.append(line(f"warning: {result.warning}", "yellow"))
+    parts += [line(f"warning: {problem}", "yellow") for problem in result.problems]
     return parts
 
 

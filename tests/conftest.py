@@ -98,3 +98,21 @@ def pytest_runtest_setup(item):
         from tests.slurm_cluster import require_cluster
 
         require_cluster()
+
+
+@pytest.fixture(scope="session")
+def notebook_launch(tmp_path_factory) -> Path:
+    """The launch directory of one finished 4-trial local sweep (tests/notebook_sweeps.py), run once."""
+    from tests.notebook_sweeps import launch
+
+    directory = tmp_path_factory.mktemp("notebook")
+    launch(directory)
+    return directory
+
+
+@pytest.fixture
+def notebook_sweep(notebook_launch, tmp_path) -> Path:
+    """This test's own copy of that sweep (its sweep dir under tmp_path/runs/tiny/); the CLI runs in tmp_path."""
+    from tests.notebook_sweeps import copy_tree
+
+    return copy_tree(notebook_launch, tmp_path)

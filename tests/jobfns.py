@@ -103,3 +103,19 @@ def some_metrics(config: dict, run) -> None:
         if config.get("auroc"):
             metrics["valid/auroc"] = acc + 0.05
         run.log(epoch, metrics)
+
+
+def who_runs_me(config: dict, run) -> None:
+    """Writes into the run dir which process started this job (its parent's command line), then waits for
+    `config['wait_for']` (a path) to exist, if given, logging one epoch."""
+    import json as _json
+    import os as _os
+    from pathlib import Path as _Path
+
+    parent = _Path(f"/proc/{_os.getppid()}/cmdline").read_bytes().split(b"\0")
+    (run.run_dir / "parent.json").write_text(
+        _json.dumps({"pid": _os.getpid(), "parent": [p.decode() for p in parent if p]})
+    )
+    while config.get("wait_for") and not _Path(config["wait_for"]).exists():
+        time.sleep(0.05)
+    run.log(1, {"train/loss": 1.0, "valid/loss": 1.0, "valid/acc": 0.5, "train/acc": 0.5})

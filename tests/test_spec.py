@@ -54,8 +54,10 @@ def test_empty_grid_list():
     assert message == "s.yaml:4: grid.optim.lr: empty list: the grid would have no points"
 
 
-def test_nothing_to_sweep():
-    assert "nothing to sweep" in errors_for("name: t\nbase: {epochs: 1}\n")
+def test_seeds_only_is_a_multi_seed_run():
+    trials = expand(parse_spec("name: t\n" + TINY_BASE + "seeds: [0, 1, 2]\n", file="s.yaml"))
+    assert [t.trial_id for t in trials] == ["base-s0", "base-s1", "base-s2"]
+    assert {t.name for t in trials} == {"base"} and all(t.params == {} for t in trials)
 
 
 def test_unknown_model_lists_known_ones():

@@ -171,3 +171,15 @@ def test_switching_model_on_a_base_model_explains_what_to_do():
         "s.yaml:3: base.model.patch_size: unknown key for model 'seq_transformer' (its keys: "
     )
     assert "give each config its own whole `model:`" in message
+
+
+def test_a_null_optional_section_stays_off_after_the_round_trip_through_the_trial_config():
+    """A trial's config is stored as plain data (`early_stopping: null` when unset); the job parses it again
+    and must not turn the null into early stopping with default settings."""
+    from sweeper.config import parse_train_config
+    from sweeper.schema import to_dict
+
+    stored = to_dict(parse_train_config({"epochs": 30}))
+    assert stored["early_stopping"] is None
+    assert parse_train_config(stored).early_stopping is None
+    assert parse_train_config({"early_stopping": {}}).early_stopping.patience == 10

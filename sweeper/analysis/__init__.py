@@ -7,7 +7,9 @@ Reads only files (works on a copy of runs/ with no SLURM and no Optuna). The mod
 - cache: per-run summaries keyed by the files' stat, never stale
 - query: --filter / --sort / --compare-by keys
 - aggregate: seed groups (mean +- std), parameter effects and pivots, comparisons
-- report: one `analyze` invocation without the rendering; export: csv / json; plots: matplotlib PNGs
+- correlate: Spearman / Pearson of two keys over the rows (--correlate)
+- report: one `analyze` invocation without the rendering; export: csv / json; plots: matplotlib PNGs;
+  html: the self-contained offline page (--format html)
 """
 
 from sweeper.analysis.aggregate import Effects, Group, Stat, effects, group_runs

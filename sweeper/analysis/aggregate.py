@@ -135,6 +135,13 @@ class Group:
         return best_run(self.used or self.runs, objective)
 
 
+def summary_stat(group: Group, name: str) -> Stat:
+    """A summary.json number of a run, or its mean ± std over a group's seeds (finished ones, as for the
+    other numbers, where the group has any)."""
+    counted = [r for r in group.runs if r.has_result] or group.runs
+    return stat_of([r.summary.get(name) for r in counted])
+
+
 def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:
     """Seed groups (same trial name in the same sweep dir), in order of first appearance."""
     if not by_seed:

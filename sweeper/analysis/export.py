@@ -9,12 +9,13 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sweeper.analysis.aggregate import Comparison, Effects, Group, Stat
+from sweeper.analysis.aggregate import Comparison, Effects, Group, Stat, summary_stat
 from sweeper.analysis.provenance import SweepProvenance
 from sweeper.analysis.query import RUN_ATTRIBUTES, export_name
 from sweeper.analysis.report import Report
@@ -28,6 +29,7 @@ def run_record(run: RunSummary, split: str) -> dict[str, Any]:
     record: dict[str, Any] = {name: getattr(run, name) for name in RUN_ATTRIBUTES}
     record["params"] = dict(run.params)
     record.update({export_name(name, split): getattr(run, name) for name in FIELDS})
+    record["summary"] = dict(run.summary)
     return record
 
 
@@ -40,12 +42,15 @@ def group_record(group: Group, split: str) -> dict[str, Any]:
         "left_out": [r.run_dir for r in group.left_out],
         "seeds": group.seeds,
         "states": dict(group.states),
+        "marks": dict(Counter(r.mark for r in group.runs if r.mark)),
         "run_dirs": [r.run_dir for r in group.runs],
     }
     for name in FIELDS:
         stat = group.stat(name)
         record[f"{export_name(name, split)}_mean"] = stat.mean
         record[f"{export_name(name, split)}_std"] = stat.std
+    names = dict.fromkeys(name for run in group.runs for name in run.summary)
+    record["summary"] = {name: _stat(summary_stat(group, name)) for name in names}
     return record
 
 
@@ -135,6 +140,7 @@ def to_json(report: Report) -> str:
         "effects": effects_record(report.effects),
         "comparison": comparison_record(report.comparison, split) if report.comparison else None,
         "best": group_record(report.best, split) if report.best else None,
+        "correlation": report.correlation.to_json() if report.correlation else None,
         "problems": report.analysis.problems,
         "notes": report.notes,
     }
@@ -179,7 +185,13 @@ def to_csv(report: Report) -> str:
     records = []
     for group in report.rows:
         record = group_record(group, split) if report.grouped else run_record(group.first, split)
-        for key in ("params", "states", "seeds", "run_dirs"):
+        summary = record.pop("summary", {})
+        for name, value in summary.items():  # a run's number, or a group's mean and std
+            if isinstance(value, dict):
+                record[f"{name}_mean"], record[f"{name}_std"] = value["mean"], value["std"]
+            else:
+                record[name] = value
+        for key in ("params", "states", "marks", "seeds", "run_dirs"):
             value = record.pop(key, None)
             if key == "params":
                 params.update(dict.fromkeys(value))

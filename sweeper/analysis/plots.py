@@ -3,6 +3,7 @@
 - curves: valid (or --split) loss and accuracy per epoch, one line per run of the rows shown (seeds of a
   config share a colour), each run's best epoch (of the objective) marked with a dot
 - heatmap: a two-parameter pivot of the objective (mean over seeds and the other parameters), best cell boxed
+- scatter: the points of `--correlate A,B`, one per row
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import pyarrow.parquet as pq
 
 from sweeper import extras
 from sweeper.analysis.aggregate import Group, Pivot
+from sweeper.analysis.correlate import Correlation, correlation_line
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
 from sweeper.metrics import METRICS_FILE
 from sweeper.objective import Objective
 
-KINDS = ("curves", "heatmap")
+KINDS = ("curves", "heatmap", "scatter")
 MAX_CURVE_ROWS = 12
 CURVES_SIZE = (13.0, 4.8)  # inches, at DPI
 HEATMAP_SIZE = (7.5, 6.0)
@@ -47,6 +49,8 @@ def parse_plot(text: str) -> PlotRequest:
         return PlotRequest("heatmap", text)
     if "curve" in stem:
         return PlotRequest("curves", text)
+    if "scatter" in stem or "correl" in stem:
+        return PlotRequest("scatter", text)
     raise SweeperError(f"--plot {text}: say which plot, e.g. --plot curves={text} or --plot heatmap={text}")
 
 
@@ -161,6 +165,29 @@ def plot_heatmap(pivot: Pivot | None, path: str, objective: Objective) -> str:
     _save(figure, path)
     plt.close(figure)
     return f"heatmap of {names[pivot.row_key]} x {names[pivot.col_key]} -> {path}"
+
+
+def plot_scatter(correlation: Correlation | None, path: str) -> str:
+    """The points of `--correlate A,B`, one per row, labelled, with both coefficients in the title."""
+    if correlation is None:
+        raise SweeperError("--plot scatter: needs --correlate A,B (the two keys to plot)")
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=HEATMAP_SIZE, dpi=DPI)
+    xs, ys = [p[1] for p in correlation.points], [p[2] for p in correlation.points]
+    axis.scatter(xs, ys, color="tab:blue")
+    for name, x, y in correlation.points[:MAX_LABELS]:
+        axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axis.set_xlabel(correlation.x)
+    axis.set_ylabel(correlation.y)
+    axis.grid(alpha=0.3)
+    axis.set_title(correlation_line(correlation).replace(": ", ":\n", 1), fontsize=9)
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return f"scatter of {correlation.x} x {correlation.y} ({correlation.n} {correlation.over}) -> {path}"
+
+
+MAX_LABELS = 40  # points labelled with their row's name
 
 
 def _save(figure, path: str) -> None:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sweeper.analysis.runs import find_run_dirs
-from sweeper.fsutil import read_json
-from sweeper.ledger import META_FILE
+from sweeper.fsutil import read_json, read_jsonl
+from sweeper.ledger import META_FILE, REVISIONS_FILE
 
 SLURM_KEYS = (
     "SLURM_JOB_ID",
@@ -29,6 +30,7 @@ class SweepProvenance:
     diff_lines: int
     packages: list[str]
     runs: list[dict[str, Any]] = field(default_factory=list)  # run dir, trial, job id, SLURM_* of the job
+    revisions: list[dict[str, Any]] = field(default_factory=list)  # launch, growths, continuations
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,7 +40,43 @@ class SweepProvenance:
             "diff_lines": self.diff_lines,
             "packages": self.packages,
             "runs": self.runs,
+            "revisions": self.revisions,
         }
+
+    def revision_rows(self) -> tuple[list[str], list[list[str]]]:
+        """The revisions as a table: what each one did, when, by which command at which commit."""
+        columns = ["revision", "kind", "time", "command", "git commit", "trials", "change"]
+        rows = []
+        for r in self.revisions:
+            when = r.get("time")
+            command = r.get("command") or []
+            rows.append(
+                [
+                    str(r.get("revision")),
+                    str(r.get("kind", "launch")),
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "-",
+                    " ".join(command) if isinstance(command, list) else str(command),
+                    (r.get("git_commit") or "-")[:12] + ("+dirty" if r.get("git_dirty") else ""),
+                    _trials_cell(r),
+                    _change_cell(r),
+                ]
+            )
+        return columns, rows
+
+
+def _trials_cell(revision: dict[str, Any]) -> str:
+    ids = revision.get("added") or revision.get("trials") or []
+    if not ids:
+        return f"{revision.get('n_added', 0)} added"
+    verb = "added" if revision.get("added") else "continued"
+    shown = ", ".join(ids[:5]) + (f" ... (+{len(ids) - 5})" if len(ids) > 5 else "")
+    return f"{len(ids)} {verb}: {shown}"
+
+
+def _change_cell(revision: dict[str, Any]) -> str:
+    changes = [f"{c['key']} {c['old']} -> {c['new']}" for c in revision.get("base_changes") or []]
+    changes += [f"{c['key']} {c['old']} -> {c['new']}" for c in revision.get("changes") or []]
+    return ", ".join(changes) or "-"
 
 
 def _sweep_dir_of(run_dir: Path) -> Path | None:
@@ -104,4 +142,5 @@ def describe(sweep_dir: Path) -> SweepProvenance:
         facts,
         lines,
         list(info.get("packages") or []),
+        revisions=read_jsonl(sweep_dir / REVISIONS_FILE),
     )

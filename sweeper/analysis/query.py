@@ -1,7 +1,7 @@
 """What researchers ask of runs by name: `--filter 'model.layers==6'`, `--sort gap`, `--compare-by KEY`.
 
 A key is looked up, in order, as a summary field (`best_valid_acc`, `gap_at_best`, ...), a run attribute
-(`name`, `seed`, `state`, ...), a swept parameter (full dotted key, or its last part where that is
+(`name`, `seed`, `state`, `mark`, ...), a number of the run's summary.json (`test/acc`), a swept parameter (full dotted key, or its last part where that is
 unambiguous) and finally a dotted path into the run's training config (config.json's `config`).
 Filters are parsed by a small grammar (KEY OP LITERAL), never evaluated as Python.
 """
@@ -33,6 +33,8 @@ RUN_ATTRIBUTES = (
     "epochs_planned",
     "optuna_trial",
     "optuna_state",
+    "mark",
+    "mark_reason",
 )
 # Summary fields where a smaller value is the better one (sorted ascending by default).
 SMALLER_IS_BETTER = {
@@ -86,6 +88,8 @@ def lookup(run: RunSummary, key: str, split: str, swept: Sequence[str]) -> Any:
     if key in RUN_ATTRIBUTES:
         value = getattr(run, key)
         return MISSING if value is None else value
+    if key in run.summary:
+        return run.summary[key]
     param = param_key(key, list(run.params) or list(swept))
     if param is not None and param in run.params:
         return run.params[param]
@@ -95,6 +99,7 @@ def lookup(run: RunSummary, key: str, split: str, swept: Sequence[str]) -> Any:
 
 def known_keys(runs: Sequence[RunSummary], split: str, swept: Sequence[str]) -> list[str]:
     keys = [export_name(f, split) for f in FIELDS] + list(RUN_ATTRIBUTES) + list(swept)
+    keys += list(dict.fromkeys(name for run in runs for name in run.summary))
     if runs:
         from sweeper.schema import flatten
 
@@ -171,13 +176,22 @@ def parse_literal(text: str) -> Any:
     return text
 
 
+FILTER_USAGE = "expected KEY OP VALUE with OP one of == != < <= > >=, e.g. 'model.layers==6'"
+ORDERING = ("<", "<=", ">", ">=")
+
+
 def parse_condition(text: str) -> Condition:
     match = FILTER_RE.match(text)
     if not match or not match.group(3):
-        raise SweeperError(
-            f"--filter {text!r}: expected KEY OP VALUE with OP one of == != < <= > >=, e.g. 'model.layers==6'"
-        )
+        raise SweeperError(f"--filter {text!r}: {FILTER_USAGE}")
     key, op, literal = match.groups()
+    if literal[0] in "=<>!" and not (len(literal) >= 2 and literal[0] == literal[-1] and literal[0] in "'\""):
+        written = op + literal[: len(literal) - len(literal.lstrip("=<>!"))]
+        close = [o for o in OPERATORS if o != "=" and o in written] or ["=="]
+        raise SweeperError(
+            f"--filter {text!r}: {written!r} is not an operator (did you mean '{max(close, key=len)}'?); "
+            f"{FILTER_USAGE}"
+        )
     return Condition(key, op, parse_literal(literal), text)
 
 
@@ -187,8 +201,21 @@ def apply_filters(
     for text in texts:
         condition = parse_condition(text)
         check_key(runs, condition.key, split, swept, "--filter")
-        runs = [run for run in runs if condition.holds(lookup(run, condition.key, split, swept))]
+        values = [lookup(run, condition.key, split, swept) for run in runs]
+        _check_comparable(condition, values)
+        runs = [run for run, value in zip(runs, values, strict=True) if condition.holds(value)]
     return runs
+
+
+def _check_comparable(condition: Condition, values: Sequence[Any]) -> None:
+    """`best_valid_acc>high` orders numbers against text: no run could match, so it is a typo, not an answer."""
+    if condition.op not in ORDERING or not isinstance(condition.value, str):
+        return
+    if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise SweeperError(
+            f"--filter {condition.text!r}: {condition.key} is a number, {condition.value!r} is not "
+            "(quote nothing around numbers, e.g. 'best_valid_acc>0.9')"
+        )
 
 
 # -- sorting ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Lives with the analysis (imported only by `analyze`), so `sweeper status` never 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from sweeper.analysis.aggregate import Comparison, Effects, Group, Pivot, Stat
+from sweeper.analysis.aggregate import Comparison, Effects, Group, Pivot, Stat, summary_stat
+from sweeper.analysis.correlate import correlation_line
 from sweeper.analysis.query import export_name
 from sweeper.analysis.report import Report
 from sweeper.display import STATE_STYLES, format_value, markdown_table, short_names
@@ -139,6 +141,16 @@ def states_text(group: Group) -> str:
     return " · ".join(f"{state} {n}" for state, n in group.states.most_common())
 
 
+def mark_text(group: Group) -> str:
+    """A run's validity mark; for a seed group the marked runs counted, e.g. `partial 1/3`."""
+    if group.n == 1:
+        return group.first.mark or ""
+    counts = Counter(r.mark for r in group.runs if r.mark and r.mark != "valid")
+    return " · ".join(f"{mark} {n}/{group.n}" for mark, n in counts.most_common()) or (
+        "valid" if all(r.mark for r in group.runs) else ""
+    )
+
+
 def trial_text(group: Group) -> str:
     run = group.first
     if run.optuna_trial is None:
@@ -175,7 +187,9 @@ def report_columns(report: Report, every_std: bool = True) -> list[Column]:
         ranked.append(Column("n", lambda g: str(len(g.used))))  # seeds in the mean (notes name the rest)
     elif len({r.seed for r in runs}) > 1:
         ranked.append(Column("seed", lambda g: "-" if g.first.seed is None else str(g.first.seed)))
-    if metric not in (f"{split}/acc", f"{split}/loss"):
+    summary_names = report.analysis.summary_names
+    from_summary = metric in summary_names and not any(metric in r.metrics for r in runs)
+    if metric not in (f"{split}/acc", f"{split}/loss") and not from_summary:
         ranked.append(
             Column(
                 f"best {metric} (ep)",
@@ -186,6 +200,10 @@ def report_columns(report: Report, every_std: bool = True) -> list[Column]:
     ranked += [
         Column(f"best {split} acc (ep)", stat_cell("best_acc", "pct", "best_acc_epoch"), name="best_acc"),
         Column(f"best {split} loss (ep)", stat_cell("best_loss", "num", "best_loss_epoch"), name="best_loss"),
+        *[
+            Column(name, lambda g, k=name: value_text(summary_stat(g, k), objective_format(k)), name=name)
+            for name in summary_names
+        ],
         Column("train acc @best", stat_cell("train_acc_at_best", "pct"), name="train_acc_at_best"),
         Column("gap @best", stat_cell("gap_at_best", "pts"), name="gap_at_best"),
         Column("final train acc", stat_cell("final_train_acc", "pct"), name="final_train_acc"),
@@ -200,6 +218,8 @@ def report_columns(report: Report, every_std: bool = True) -> list[Column]:
         Column("epochs", epochs_text),
         Column("status", states_text, numeric=False),
     ]
+    if any(r.mark for r in runs):
+        ranked.append(Column("mark", mark_text, numeric=False))
     if not any(r.nonfinite_epoch is not None or r.diverged for r in runs):
         ranked = [c for c in ranked if c.header != "flags"]
     order = [name.format(split=split) for name in DROP_ORDER]
@@ -440,6 +460,8 @@ def report_markdown(report: Report, columns: tuple[str, ...] | None = None) -> s
     best = best_line(report)
     if best:
         parts.append(f"**{best}**")
+    if report.correlation is not None:
+        parts.append(f"**{correlation_line(report.correlation)}**")
     parts += [f"_{note}_" for note in report.notes]
     return "\n\n".join(parts)
 
@@ -466,6 +488,8 @@ def report_renderables(report: Report, room: Room = NO_LIMIT) -> list[Any]:
     best = best_line(report)
     if best:
         out.append(Text(best))
+    if report.correlation is not None:
+        out.append(Text(correlation_line(report.correlation), style="bold"))
     out += [Text(note, style="dim") for note in report.notes]
     return out
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sweeper.analysis import aggregate, query
 from sweeper.analysis.aggregate import Comparison, Effects, Group
+from sweeper.analysis.correlate import Correlation, correlate
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
+from sweeper.marks import Validity
 from sweeper.states import FAILURES
 
 
@@ -18,6 +21,7 @@ from sweeper.states import FAILURES
 class ReportOptions:
     split: str = "valid"
     metric: str | None = None
+    direction: str | None = None  # maximize | minimize; default: the sweep's, else by the metric's name
     sort: str | None = None  # FIELD[:asc|:desc]; default: the objective, best first
     top: int | None = None  # rows shown (None or 0: all)
     filters: Sequence[str] = ()
@@ -26,6 +30,8 @@ class ReportOptions:
     pivot: tuple[str, str] | None = None
     use_cache: bool = True
     cache_dir: str | None = None
+    include_invalid: bool = False  # runs marked invalid count like the others (by default: left out)
+    correlate: tuple[str, str] | None = None  # two numeric keys: Spearman and Pearson over the rows
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Report:
     superseded: int = 0
     filtered_out: int = 0
     notes: list[str] = field(default_factory=list)
+    correlation: Correlation | None = None
+    invalid: list[RunSummary] = field(default_factory=list)  # marked invalid, left out (unless included)
 
     @property
     def objective(self):
@@ -52,37 +60,21 @@ class Report:
 
 
 def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
-    if not paths:
-        raise SweeperError("no path to analyze (give --checkpoints-path or a path)")
-    if len(paths) > 2:
-        raise SweeperError(f"at most two paths (to compare them side by side), got {len(paths)}")
-    if options.top is not None and options.top < 0:
-        raise SweeperError(f"--top {options.top}: give a number of rows (0: all)")
-    if len(paths) == 2 and options.compare_by:
-        raise SweeperError("compare either two paths or by --compare-by KEY, not both")
-    read = {"split": options.split, "use_cache": options.use_cache, "cache_dir": options.cache_dir}
-    first = analyze(paths[0], metric=options.metric, **read)
-    sides = [first]
-    if len(paths) == 2:  # the second path is summarized against the first one's objective
-        sides.append(analyze(paths[1], metric=first.objective.metric, **read))
+    sides = _read_sides(paths, options)
     analysis = _merge(sides)
     if not analysis.runs:
         where = " or ".join(str(p) for p in paths)
         raise SweeperError(f"no runs under {where} (a run dir holds metrics.parquet or config.json)")
-    if options.metric is not None:
-        require_metric(analysis, options.metric)
-    logged = set(analysis.metrics)
-    splits = sorted({m.split("/")[0] for m in logged if "/" in m})
-    if splits and options.split not in splits:  # (runs before their first epoch have no metric yet)
-        raise SweeperError(
-            f"--split {options.split}: no run logged {options.split}/ metrics; splits: {', '.join(splits)}"
-        )
+    logged, splits = _check_metric(analysis, options)
     swept = analysis.swept_keys
 
     current = [r for r in analysis.runs if not r.superseded]
     superseded = len(analysis.runs) - len(current)
     unknown = [r for r in current if not r.has_config]  # no params: not a config to rank
     current = [r for r in current if r.has_config]
+    invalid = [r for r in current if r.mark == Validity.INVALID]
+    if not options.include_invalid:
+        current = [r for r in current if r.mark != Validity.INVALID]
     runs = query.apply_filters(current, options.filters, options.split, swept)
     sort_key = query.parse_sort(options.sort, options.split, analysis.objective.maximize, swept)
     groups = aggregate.group_runs(runs, by_seed=True)
@@ -91,6 +83,9 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
     best = aggregate.best_group(rows, analysis.objective)
     rows = sort_rows(rows, sort_key, options.split, swept)
     total = len(rows)
+    correlation = None
+    if options.correlate is not None:  # over every row, not just the --top ones shown
+        correlation = correlate(rows, options.correlate, options.split, swept, grouped)
     if options.top:
         rows = rows[: options.top]
 
@@ -119,6 +114,8 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         names = ", ".join(os.path.basename(r.run_dir) for r in unknown[:NAMED])
         more = f" and {len(unknown) - NAMED} more" if len(unknown) > NAMED else ""
         notes.append(f"{len(unknown)} run dir(s) without a readable config.json not ranked: {names}{more}")
+    if invalid:
+        notes.append(invalid_note(invalid, options.include_invalid))
     notes += left_out_notes(groups if grouped else [], analysis.objective.metric)
     notes += failure_notes(runs)
     return Report(
@@ -133,10 +130,54 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         superseded=superseded,
         filtered_out=len(current) - len(runs),
         notes=notes,
+        correlation=correlation,
+        invalid=[] if options.include_invalid else invalid,
     )
 
 
+def _read_sides(paths: Sequence[str], options: ReportOptions) -> list[Analysis]:
+    """The analysis of each path (one, or two to compare), after the options are checked."""
+    if not paths:
+        raise SweeperError("no path to analyze (give --checkpoints-path or a path)")
+    if len(paths) > 2:
+        raise SweeperError(f"at most two paths (to compare them side by side), got {len(paths)}")
+    if options.top is not None and options.top < 0:
+        raise SweeperError(f"--top {options.top}: give a number of rows (0: all)")
+    if len(paths) == 2 and options.compare_by:
+        raise SweeperError("compare either two paths or by --compare-by KEY, not both")
+    read = {"split": options.split, "use_cache": options.use_cache, "cache_dir": options.cache_dir}
+    first = analyze(paths[0], metric=options.metric, direction=options.direction, **read)
+    sides = [first]
+    if len(paths) == 2:  # the second path is summarized against the first one's objective
+        sides.append(
+            analyze(paths[1], metric=first.objective.metric, direction=first.objective.direction, **read)
+        )
+    return sides
+
+
+def _check_metric(analysis: Analysis, options: ReportOptions) -> tuple[set[str], list[str]]:
+    """The metrics and splits some run logged; --metric and --split must be among them."""
+    if options.metric is not None:
+        require_metric(analysis, options.metric)
+    logged = set(analysis.metrics)
+    splits = sorted({m.split("/")[0] for m in logged if "/" in m})
+    if splits and options.split not in splits:  # (runs before their first epoch have no metric yet)
+        raise SweeperError(
+            f"--split {options.split}: no run logged {options.split}/ metrics; splits: {', '.join(splits)}"
+        )
+    return logged, splits
+
+
 NAMED = 10  # run dirs named in one note
+
+
+def invalid_note(invalid: Sequence[RunSummary], included: bool) -> str:
+    """How many runs are marked invalid, why, and whether they count."""
+    reasons = Counter(r.mark_reason or "no reason given" for r in invalid)
+    why = "; ".join(f"{reason} ({n})" if len(reasons) > 1 else reason for reason, n in reasons.most_common())
+    if included:
+        return f"{len(invalid)} run(s) marked invalid are included (--include-invalid): {why}"
+    return f"{len(invalid)} run(s) marked invalid left out: {why} (--include-invalid counts them)"
 
 
 def left_out_notes(groups: Sequence[Group], metric: str) -> list[str]:

@@ -5,12 +5,14 @@ A run dir is a directory holding metrics.parquet, config.json or status.json, or
 at a time (by forked processes past 2,000 runs), into flat columns that `summarize` reduces with numpy: no
 Python loop ever walks the rows. A file that cannot be read (or a missing config.json) costs one problem
 line, not the analysis. Where a run dir's status.json has not seen the end (a job killed by SIGKILL, an
-unreadable file), the state and error come from the sweep's ledger (attempts.jsonl).
+unreadable file), the state and error come from the sweep's ledger (attempts.jsonl), as do validity marks;
+summary.json (numbers a run made once) is read for every run, outside the cache.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -31,7 +33,7 @@ from sweeper.analysis import summarize as summary_numbers
 from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
 from sweeper.errors import SweeperError
 from sweeper.fsutil import read_json
-from sweeper.metrics import METRICS_FILE
+from sweeper.metrics import METRICS_FILE, SUMMARY_FILE
 from sweeper.objective import Objective
 from sweeper.run import CONFIG_FILE, STATUS_FILE
 from sweeper.runs_index import RUN_DIR_NAME
@@ -82,6 +84,9 @@ class RunSummary:
     diverged: bool | None = None
     sweep_dir: str = field(default="", repr=False)  # the dir holding the run dir
     has_config: bool = True  # config.json was read: the run's config and params are known
+    mark: str | None = None  # the trial's validity mark in its sweep's ledger (valid, partial, invalid)
+    mark_reason: str | None = None
+    summary: dict[str, float | None] = field(default_factory=dict)  # summary.json: numbers made once
     _config: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,10 +117,17 @@ class Analysis:
 
     @property
     def metrics(self) -> list[str]:
-        """Every metric column some run has."""
+        """Every metric column some run has, then every summary number (summary.json) some run has."""
         seen: dict[str, None] = {}
         for run in self.runs:
             seen.update(dict.fromkeys(run.metrics))
+        return list(seen) + [name for name in self.summary_names if name not in seen]
+
+    @property
+    def summary_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for run in self.runs:
+            seen.update(dict.fromkeys(run.summary))
         return list(seen)
 
 
@@ -358,9 +370,11 @@ def sweep_meta(parent: str) -> dict[str, Any]:
     return read_json(os.path.join(parent, SWEEP_FILE), {}) or {}
 
 
-def resolve_objective(sweeps: list[dict], split: str, metric: str | None) -> Objective:
-    """--metric, else the sweep's objective (moved to `split`), else `split`/acc; direction from the sweep
-    where it names the same metric, else minimize for losses and errors."""
+def resolve_objective(
+    sweeps: list[dict], split: str, metric: str | None, direction: str | None = None
+) -> Objective:
+    """--metric, else the sweep's objective (moved to `split`), else `split`/acc; direction: --direction, else
+    the sweep's where it names the same metric, else by the metric's name (objective.known_direction)."""
     declared = {}
     for meta in sweeps:
         objective = meta.get("objective") or {}
@@ -371,7 +385,7 @@ def resolve_objective(sweeps: list[dict], split: str, metric: str | None) -> Obj
         prefix, _, rest = metric.partition("/")
         if rest and prefix != split and prefix in ("valid", "test"):
             metric = f"{split}/{rest}"
-    direction = declared.get(metric) or declared.get(f"valid/{metric.partition('/')[2]}")
+    direction = direction or declared.get(metric) or declared.get(f"valid/{metric.partition('/')[2]}")
     return Objective(metric, direction if direction in ("maximize", "minimize") else None)
 
 
@@ -459,6 +473,7 @@ def analyze(
     *,
     split: str = "valid",
     metric: str | None = None,
+    direction: str | None = None,
     use_cache: bool = True,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
@@ -472,7 +487,7 @@ def analyze(
         by_parent.setdefault(run.parent, []).append(run)
     parents = list(by_parent)
     metas = {parent: sweep_meta(parent) for parent in parents}
-    objective = resolve_objective([metas[p] for p in parents], split, metric)
+    objective = resolve_objective([metas[p] for p in parents], split, metric, direction)
     fingerprint = summary_cache.code_fingerprint(summary_numbers.__file__, __file__)
     settings = f"{fingerprint}-{split}-{objective.metric}-{objective.direction}".replace("/", "~")
     cache = summary_cache.SummaryCache(cache_dir or summary_cache.default_directory(), settings)
@@ -515,6 +530,8 @@ def analyze(
     runs = [_to_summary(run, records[run.path], ends[run.parent]) for run in found]
     problems = [problem for run in found for problem in records[run.path][3]]
     _mark_superseded(runs)
+    _apply_marks(runs, parents)
+    _read_summaries(runs, objective, problems)
     return Analysis(
         runs=runs,
         problems=problems,
@@ -555,6 +572,36 @@ def _ledger_ends(
             else:  # started again: it runs (or its end is still unknown)
                 ends.pop(attempt["run_dir"], None)
     return {name: end for name, end in ends.items() if end[0]}
+
+
+def _read_summaries(runs: list[RunSummary], objective: Objective, problems: list[str]) -> None:
+    """Each run's summary.json (read every time: it is not part of the cache key). Where the objective is a
+    summary number rather than a metrics column (`--metric test/acc`), it is the run's objective value."""
+    for run in runs:
+        path = os.path.join(run.run_dir, SUMMARY_FILE)
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            continue
+        data = _read_json(path, size, problems) or {}
+        run.summary = {
+            str(k): float(v)
+            for k, v in data.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        if objective.metric not in run.metrics and objective.metric in run.summary:
+            run.objective, run.objective_epoch = run.summary[objective.metric], None
+
+
+def _apply_marks(runs: list[RunSummary], parents: list[str]) -> None:
+    """Each run gets its trial's validity mark from its sweep's ledger (read every time, like the ends)."""
+    from sweeper.marks import read_marks
+
+    marks = {parent: read_marks(parent) for parent in parents}
+    for run in runs:
+        found = marks.get(run.sweep_dir, {}).get(run.trial_id)
+        if found is not None:
+            run.mark, run.mark_reason = str(found.validity), found.reason
 
 
 def _mark_superseded(runs: list[RunSummary]) -> None:

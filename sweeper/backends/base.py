@@ -102,6 +102,11 @@ class Backend(ABC):
         """Run what `submit` took until it has ended, where this backend is its own scheduler."""
         return None
 
+    def schedule_end(self, spec: SweepSpec, res: Resources, ledger: Ledger) -> bool:
+        """Have the scheduler run the sweep's end (`launch.on_end`) once every trial has ended. False: this
+        backend cannot, and the launcher runs it when it has driven the trials to their end."""
+        return False
+
     def should_ask(self, attempt: dict, latest: bool, now: float) -> bool:
         """Whether a refresh asks this backend about the attempt's job."""
         return False

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sweeper import zygote
 from sweeper.backends.base import GONE, Backend, JobRecord, OnRunning, Resources, SchedulerView
 from sweeper.errors import traceback_error_line
 from sweeper.ledger import ended_event, submitted_event
@@ -65,8 +66,13 @@ class LocalBackend(Backend):
         return executor
 
     def drive(self, spec: SweepSpec, res: Resources, ledger: Ledger, on_running: OnRunning | None) -> None:
+        from sweeper.job import SUBMITIT_FOLDER
+
         executor = self.make_executor(spec, res, ledger)
         queue, running = self._queue, {}
+        # forks each job with its imports done (sweeper/zygote.py); started now, it imports while the
+        # first jobs' controllers start
+        warm = zygote.start(ledger.dir / SUBMITIT_FOLDER / "zygote.log") if queue else None
         try:
             while queue or running:
                 while queue and len(running) < res.parallelism:
@@ -101,6 +107,9 @@ class LocalBackend(Backend):
             raise
         finally:  # trials never started go back to NOT_SUBMITTED (for `sweeper resume`)
             ledger.append(*[{"event": "dequeued", "trial_id": t.trial_id} for t in queue])
+            if warm is not None:
+                warm.stop()
+                os.environ.pop(zygote.ENV_VAR, None)
 
     def should_ask(self, attempt: dict, latest: bool, now: float) -> bool:
         return latest and attempt.get("ended_at") is None

@@ -1,5 +1,6 @@
 """The SLURM backend: job arrays (throttled with %N, split at the cluster's MaxArraySize, chained so the
-sweep's parallelism holds), their sbatch preview, states from one sacct call, scancel."""
+sweep's parallelism holds), their sbatch preview, states from one sacct call, scancel, and the sweep's
+helper jobs (slurm_helpers: the sweep-end job)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.backends import slurm_commands
+from sweeper.backends import slurm_commands, slurm_helpers
 from sweeper.backends.base import GONE, Backend, Resources, SchedulerView
 from sweeper.errors import SchedulerError
 from sweeper.ledger import is_accounted, submitted_event
@@ -134,6 +135,11 @@ class SlurmBackend(Backend):
                 ]
             )
             done += len(chunk)
+
+    def schedule_end(self, spec: SweepSpec, res: Resources, ledger: Ledger) -> bool:
+        """A job that waits (afterany) for every array of the sweep runs its end (slurm_helpers)."""
+        slurm_helpers.schedule_end(spec, ledger)
+        return True
 
     def should_ask(self, attempt: dict, latest: bool, now: float) -> bool:
         """Attempts not ended yet, and ended ones not accounted yet (recently ended: sacct forgets)."""

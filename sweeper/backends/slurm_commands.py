@@ -1,5 +1,5 @@
 """SLURM's commands, batched: one sacct call (squeue where sacct is unavailable) for any number of jobs, the
-cluster's array limit, scancel. Nothing outside the SLURM backend runs a SLURM command."""
+cluster's array limit, sbatch of a small helper script, a pending job's new dependency, scancel. Nothing outside the SLURM backend runs a SLURM command."""
 
 from __future__ import annotations
 
@@ -179,6 +179,20 @@ def max_array_size() -> int:
         return int(value)
     except ValueError:
         raise SchedulerError(f"scontrol show config: cannot read MaxArraySize = {value!r}") from None
+
+
+def sbatch(options: list[str], script: str) -> str:
+    """Submit a small shell script (`sbatch --parsable OPTIONS --wrap SCRIPT`); returns the job id."""
+    result = _run(["sbatch", "--parsable", *options, "--wrap", script])
+    if result.returncode != 0:
+        raise SchedulerError(f"sbatch failed: {_first_line(result.stderr or result.stdout)}")
+    return result.stdout.strip().split(";")[0]
+
+
+def update_dependency(job_id: str, dependency: str) -> bool:
+    """Give a pending job a new dependency list; False where it is not pending any more (or is gone)."""
+    result = _run(["scontrol", "update", f"JobId={job_id}", f"Dependency={dependency}"])
+    return result.returncode == 0
 
 
 def cancel(job_ids: list[str]) -> None:

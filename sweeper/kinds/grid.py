@@ -20,8 +20,9 @@ from sweeper.kinds.base import (
     TrialTable,
     analyze_hint,
 )
+from sweeper.marks import Validity
 from sweeper.objective import Objective
-from sweeper.space import count_trials, expand
+from sweeper.space import checked_count, expand
 from sweeper.states import FAILURES, FINISHED, NOT_A_RESULT, TrialState
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class GridSweep(SweepKind):
     name = "grid/configs"
 
     def size(self, spec: SweepSpec) -> int:
-        return count_trials(spec)
+        return checked_count(spec)
 
     def trials(self, spec: SweepSpec) -> list[Trial]:
         return expand(spec)
@@ -91,7 +92,8 @@ def best_config_mean(statuses: Sequence[TrialStatus], objective: Objective) -> f
     config" shows, counted as analysis/aggregate.py counts it (a config's finished runs when it has any)."""
     by_name: dict[str, list[TrialStatus]] = {}
     for s in statuses:
-        by_name.setdefault(s.name, []).append(s)
+        if s.mark != Validity.INVALID:  # left out, as analyze leaves it out
+            by_name.setdefault(s.name, []).append(s)
     means = []
     for runs in by_name.values():
         counted = [s for s in runs if s.state not in NOT_A_RESULT and s.state in FINISHED] or runs

@@ -35,10 +35,10 @@ def weights_valid_loss(run_dir: Path, checkpoint: bytes) -> float:
     """The validation loss of the model weights in a last.pt, evaluated here as the trainer evaluates."""
     import io
 
-    from sweeper.models import build_model
     from sweeper.config import parse_train_config
     from sweeper.data import load_data
     from sweeper.evaluation import evaluate
+    from sweeper.models import build_model
 
     cfg = parse_train_config(json.loads((run_dir / "config.json").read_text())["config"])
     data = load_data(cfg.data)

@@ -13,7 +13,8 @@
                            local launcher's queue), submitted, started, requeued, ended, accounted (the
                            scheduler's end record), marked (a validity mark: sweeper/marks.py); and the
                            sweep's own (no trial id): end_job, end_ran
-        summary.md, summary.json   analyze's report, written at the sweep's end when `launch.on_end` is set
+        report.md, report.json     analyze's report, written at the sweep's end when `launch.on_end` is
+                                   set (report.html: by `sweeper note --html`)
         <YYYYMMDD_HHMMSS>_j<jobid>/   one run dir per trial attempt (see sweeper/job.py)
         runs.parquet       the run index: one row per run dir (sweeper/runs_index.py)
     runs/<name>/latest -> <YYYYMMDD_HHMMSS>

@@ -1,4 +1,4 @@
-"""The sweep's end: once every trial has ended, write the summary files (analyze's markdown and JSON) into
+"""The sweep's end: once every trial has ended, write the report files (analyze's markdown and JSON: report.md, report.json) into
 the sweep dir, then run the spec's `launch.on_end` command with {sweep_dir}, {name} and {counts} filled in.
 
 The local launcher calls `run_end` when it finishes. On SLURM a job that depends (afterany) on all of the
@@ -22,8 +22,8 @@ from sweeper.ledger import Ledger
 from sweeper.states import is_active
 from sweeper.status import TrialStatus, sweep_status
 
-SUMMARY_MARKDOWN = "summary.md"
-SUMMARY_JSON = "summary.json"
+REPORT_MARKDOWN = "report.md"
+REPORT_JSON = "report.json"
 END_EVENT = "end_ran"
 SETTLE_S = 300.0  # how long a SLURM end job waits for accounting to report every trial ended
 SETTLE_POLL_S = 5.0
@@ -44,11 +44,11 @@ def write_summaries(ledger: Ledger) -> list[str]:
     try:
         report = build_report([str(ledger.dir)], ReportOptions())
     except SweeperError as exc:
-        atomic_write_text(ledger.dir / SUMMARY_MARKDOWN, f"_no summary: {exc}_\n")
-        atomic_write_text(ledger.dir / SUMMARY_JSON, json.dumps({"error": str(exc)}) + "\n")
+        atomic_write_text(ledger.dir / REPORT_MARKDOWN, f"_no summary: {exc}_\n")
+        atomic_write_text(ledger.dir / REPORT_JSON, json.dumps({"error": str(exc)}) + "\n")
         return [str(exc)]
-    atomic_write_text(ledger.dir / SUMMARY_MARKDOWN, render.report_markdown(report) + "\n")
-    atomic_write_text(ledger.dir / SUMMARY_JSON, export.to_json(report) + "\n")
+    atomic_write_text(ledger.dir / REPORT_MARKDOWN, render.report_markdown(report) + "\n")
+    atomic_write_text(ledger.dir / REPORT_JSON, export.to_json(report) + "\n")
     return list(report.analysis.problems)
 
 

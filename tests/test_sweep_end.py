@@ -16,7 +16,7 @@ from tests.slurm_cluster import sacct, wait_for
 
 # The command proves what it saw: both summary files, filled placeholders, and when it ran.
 END = (
-    "test -s {sweep_dir}/summary.md && test -s {sweep_dir}/summary.json && "
+    "test -s {sweep_dir}/report.md && test -s {sweep_dir}/report.json && "
     'echo "{name}|{counts}|$(date +%s.%N)|$SLURM_JOB_ID" >> {sweep_dir}/../end.log'
 )
 
@@ -69,9 +69,9 @@ def test_local_launcher_runs_the_end_once_after_the_trials_with_the_summaries(tm
     assert len(lines) == 1 and lines[0][:2] == ["endlocal", "COMPLETED 1, FAILED 1"]
     ended = [e["time"] for e in Ledger(sweep).events() if e.get("event") == "ended"]
     assert len(ended) == 2 and float(lines[0][2]) >= max(ended)
-    summary = json.loads((sweep / "summary.json").read_text())
+    summary = json.loads((sweep / "report.json").read_text())
     assert {r["trial_id"] for r in summary["runs"]} == {"fail_epoch=99-s0", "fail_epoch=1-s0"}
-    assert "fail_epoch" in (sweep / "summary.md").read_text()
+    assert "fail_epoch" in (sweep / "report.md").read_text()
     ran = Ledger(sweep).sweep_events("end_ran")
     assert len(ran) == 1 and ran[0]["returncode"] == 0
 
@@ -127,7 +127,7 @@ def test_slurm_end_job_runs_once_after_the_last_trial_and_a_retry_hands_it_the_n
     ends = [row["End"] for row in sacct(trials, "JobID,State,Start,End")]
     (end_row,) = sacct([end_job], "JobID,State,Start,End")
     assert max(ends) <= end_row["Start"]
-    assert json.loads((sweep / "summary.json").read_text())["runs"]
+    assert json.loads((sweep / "report.json").read_text())["runs"]
 
     # a retry: the sweep ends again, once, after the retried trials; the summaries are rewritten
     cli("retry", "endslurm")

@@ -139,13 +139,15 @@ def test_kill_9_of_one_packed_trial_fails_that_trial_only_and_retry_resumes_it_a
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["parallel", "sequential"])
 def test_a_packed_task_that_times_out_resumes_every_trial_with_every_epoch_once(tmp_path, cli, mode):
-    # time_min=2 with USR2 60 s before the limit: the signal comes ~45-60 s into each run
+    # time_min=2 with USR2 60 s before the limit: the signal comes ~45-60 s into each run, so a task needs
+    # more than 60 s of work whatever the machine's speed (two 40 s trials in turn, or two 90 s side by side)
+    n_epochs = 90 if mode == "parallel" else 40
     write_spec(
         tmp_path,
         f"""
         name: packtime
         entrypoint: jobfns:slow_counter
-        base: {{epochs: 40, sleep: 1.0, lr: 0.0}}
+        base: {{epochs: {n_epochs}, sleep: 1.0, lr: 0.0}}
         grid: {{lr: [1, 2]}}
         launch: {{profile: local, time_min: 2, max_requeues: 4, pack: 2, pack_mode: {mode}}}
         """,
@@ -156,6 +158,6 @@ def test_a_packed_task_that_times_out_resumes_every_trial_with_every_epoch_once(
     dirs = run_dirs(sweep)
     assert set(dirs) == {"lr=1-s0", "lr=2-s0"}
     for run_dir in dirs.values():
-        assert epochs(run_dir) == list(range(1, 41))
+        assert epochs(run_dir) == list(range(1, n_epochs + 1))
     requeued = [e for e in Ledger(sweep).events() if e.get("event") == "requeued"]
     assert requeued and {e["reason"] for e in requeued} == {"timeout"}

@@ -24,6 +24,7 @@ from sweeper import command_template, extras, metric_sources, yamlio
 from sweeper.errors import TrialFailed
 from sweeper.fsutil import atomic_write_text
 from sweeper.metrics import METRICS_FILE, read_metrics
+from sweeper.process import signal_name
 from sweeper.run import Run, TrialPruned
 from sweeper.states import TrialState
 
@@ -292,7 +293,7 @@ class CommandRunner:
                 )
             return
         if code < 0:
-            name = signal.Signals(-code).name
+            name = signal_name(-code)
             raise TrialFailed(
                 f"the program was killed by {name}" + (f" ({self.stopped})" if self.stopped else "")
             )

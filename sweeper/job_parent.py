@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeper import zygote
+from sweeper.process import signal_name
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCONT)
 
@@ -126,10 +127,7 @@ def describe_end(folder: str | os.PathLike, job_id: str) -> tuple[str, str] | No
         return None
     if returncode < 0:
         number = -returncode
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
+        name = signal_name(number)
         why = ": kill -9 or the out-of-memory killer?" if number == signal.SIGKILL else ""
         return f"the job was killed by signal {number} ({name}, exit code {128 + number}{why})", f"0:{number}"
     return f"the job exited with code {returncode} without reporting an end", f"{returncode}:0"

@@ -24,6 +24,7 @@ import submitit
 
 from sweeper.job import JobBase, TrialJob, _quiet_bypass, current_job_id
 from sweeper.ledger import Ledger, ended_event
+from sweeper.process import signal_name
 from sweeper.states import TrialState
 
 REQUEUE_EXIT = 75  # a child stopped for a requeue (its trial is REQUEUED, not ended)
@@ -41,8 +42,7 @@ def signal_end(code: int) -> str | None:
     """How a child's exit code reads when a signal ended it (None: it exited by itself)."""
     if code >= 0:
         return None
-    name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
-    return f"the trial's process was killed by signal {-code} ({name})"
+    return f"the trial's process was killed by signal {-code} ({signal_name(-code)})"
 
 
 class PackJob(JobBase):

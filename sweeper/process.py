@@ -25,6 +25,16 @@ def _zombie(pid: int) -> bool:
         return False
 
 
+def signal_name(number: int) -> str:
+    """'SIGKILL' for 9; 'signal N' for a number with no name here (the one naming rule for a job's end)."""
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def alive_here(pid: int | str | None, host: str | None) -> bool | None:
     """Whether the process runs, when it runs on this host; None when it runs elsewhere (cannot tell)."""
     if host != socket.gethostname():

@@ -791,7 +791,7 @@ def note_command(sweep, notebook, vs, compare_by, hypothesis, conclusion, html, 
 @click.option("--root", default="runs", show_default=True, type=click.Path(file_okay=False))
 @user_errors
 def continue_command(sweep, trials, epochs, overrides, executor, wait, root):
-    """Train finished trials (all COMPLETED ones, or those given) on from their last.pt to --epochs."""
+    """Train finished trials (all COMPLETED ones, or those given) on from their checkpoint to --epochs."""
     from sweeper import continuation, launch
 
     ledger = Ledger(resolve_sweep(sweep, root))

@@ -26,6 +26,7 @@ from sweeper.fsutil import atomic_write_text
 from sweeper.metrics import METRICS_FILE, read_metrics
 from sweeper.process import signal_name
 from sweeper.run import Run, TrialPruned
+from sweeper.schema import get_path
 from sweeper.states import TrialState
 
 log = logging.getLogger("sweeper.command")
@@ -83,6 +84,7 @@ class CommandRunner:
         self.lines: queue.Queue[tuple[str, str | None]] = queue.Queue(QUEUED_LINES)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self.epoch_offset: int | None = None  # +1 for a program that counts epochs from 0
+        self.earlier_segment_warned = False
         self.stopped: str | None = None  # why sweeper stopped the program (pruned, requeue, cancel)
         self.source: metric_sources.MetricSource | None = None
         self.job_log: IO[str] | None = None
@@ -120,11 +122,16 @@ class CommandRunner:
     def _values(self) -> dict[str, Any]:
         return {
             "config": self.config,
-            "params": self.run_.params,
+            "params": self.swept_values(),
             "seed": self.run_.seed,
             "trial_id": self.run_.trial_id,
             "run_dir": str(self.run_dir),
         }
+
+    def swept_values(self) -> dict[str, Any]:
+        """The swept parameters (for `{args}`, `{overrides}`, `{optim.lr}`) as the config now has them: a
+        `sweeper continue --set` of a swept key changes the trial's config, not the params it was named by."""
+        return {key: get_path(self.config, key, value) for key, value in self.run_.params.items()}
 
     # -- running --------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -242,12 +249,31 @@ class CommandRunner:
                 )
                 continue
             metrics = self.run_.metrics
+            if epoch <= self.run_.segment.start_epoch:
+                self._earlier_segment(epoch, row.values)
+                continue
             if epoch <= metrics.last_epoch:
                 metrics.restore([r for r in metrics.rows if r["epoch"] < epoch])
             self.run_.log(epoch, row.values)
         summary = source.take_summary()
         if summary:
             self.run_.summary(summary)
+
+    def _earlier_segment(self, epoch: int, values: dict[str, float]) -> None:
+        """A continued run's program reported an epoch of an earlier segment: a metrics file read again
+        from its start (the same values), or a program that trains again from scratch. The row as it was
+        is kept either way (the segment before is done); a changed value is worth one warning."""
+        kept = next((r for r in self.run_.metrics.rows if r["epoch"] == epoch), {})
+        if self.earlier_segment_warned or all(kept.get(k) == v for k, v in values.items()):
+            return
+        self.earlier_segment_warned = True
+        log.warning(
+            "metrics: epoch %d belongs to an earlier segment (this continuation starts after epoch %d) and "
+            "is kept as it was; a program that does not resume from its checkpoint when SWEEPER_RESUME=1 "
+            "trains from scratch",
+            epoch,
+            self.run_.segment.start_epoch,
+        )
 
     # -- stopping ---------------------------------------------------------------------------------------
     def _stop(self, first: int, why: str) -> None:

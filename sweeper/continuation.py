@@ -1,12 +1,15 @@
-"""`sweeper continue`: finished trials of the built-in trainer (or of a Python entrypoint, which reads
-`run.epochs` and `run.segment`) train on from their last.pt, in the same run dir, to a larger epoch count. Only keys that can change mid-run may change; the model may not (its
-weights are in last.pt). Each continuation is a revision of the sweep (which trials, from which epoch,
-what changed old -> new) and starts a new segment of the runs (metrics.parquet's `segment` column)."""
+"""`sweeper continue`: finished trials train on, in the same run dir, to a larger epoch count: the built-in
+trainer's and a Python entrypoint's (which reads `run.epochs` and `run.segment`) from their last.pt, a
+command trial's program from its own checkpoint (restarted with SWEEPER_RESUME=1 and the new
+SWEEPER_EPOCHS). Only keys that can change mid-run may change; the model may not. Each continuation is a
+revision of the sweep (which trials, from which epoch, what changed old -> new) and starts a new segment
+of the runs (metrics.parquet's `segment` column)."""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sweeper import provenance
@@ -25,6 +28,37 @@ from sweeper.yamlio import load_value
 # stopping, augmentation, dropout (no weights). Anything else would make the run a different one.
 CHANGEABLE_KEYS = ("optim.lr", "optim.weight_decay", "model.dropout")
 CHANGEABLE_SECTIONS = ("schedule", "early_stopping", "augment")
+
+
+class StartPoint:
+    """What a finished run trains on from, and what it lacks for that."""
+
+    def missing(self, trial_id: str, run_dir: Path | None) -> str | None:
+        """Why the run in `run_dir` cannot train on (None: it can)."""
+        if run_dir is None or not run_dir.is_dir():
+            return f"{trial_id}: its run dir {run_dir} is gone; nothing to continue from"
+        return None
+
+
+class SweeperCheckpoint(StartPoint):
+    """The built-in trainer and a Python entrypoint: the last.pt that `run.save_checkpoint` wrote."""
+
+    def missing(self, trial_id: str, run_dir: Path | None) -> str | None:
+        if run_dir is None or not (run_dir / LAST_CHECKPOINT).is_file():
+            return f"{trial_id}: no checkpoint ({LAST_CHECKPOINT}) in {run_dir} to continue from"
+        return None
+
+
+class ProgramCheckpoint(StartPoint):
+    """A command trial: its checkpoint is the program's own (any file, any name), so sweeper cannot tell
+    whether there is one; the run dir and its metric rows must be there (the epochs it continues after),
+    and the program resumes itself when it sees SWEEPER_RESUME=1 (docs/design.md)."""
+
+    def missing(self, trial_id: str, run_dir: Path | None) -> str | None:
+        gone = super().missing(trial_id, run_dir)
+        if gone is None and not (run_dir / METRICS_FILE).is_file():
+            return f"{trial_id}: no {METRICS_FILE} in {run_dir}: no epochs to continue after"
+        return gone
 
 
 @dataclass
@@ -84,13 +118,12 @@ def plan_continue(
     """The continuation of the given trials (default: every COMPLETED one); refused, with nothing written,
     when a trial cannot train on."""
     entrypoint = ledger.meta.get("entrypoint")
-    if entrypoint == COMMAND_ENTRYPOINT or ledger.meta.get("search"):
-        kind = "an Optuna search" if ledger.meta.get("search") else "command trials"
+    if ledger.meta.get("search"):
         raise SweeperError(
-            f"{ledger.dir}: continue trains runs of the built-in trainer or of a Python entrypoint; this "
-            f"sweep runs {kind}"
+            f"{ledger.dir}: continue trains runs of a grid or configs sweep; this sweep is an Optuna search"
         )
     sets = parse_sets(overrides, builtin=entrypoint is None)
+    start_point = ProgramCheckpoint() if entrypoint == COMMAND_ENTRYPOINT else SweeperCheckpoint()
     statuses = {s.trial_id: s for s in sweep_status(ledger)}
     unknown = [t for t in trial_ids if t not in statuses]
     if unknown:
@@ -101,14 +134,21 @@ def plan_continue(
     trials = {t.trial_id: t for t in ledger.trials()}
     continued, segments = [], {}
     for trial_id in dict.fromkeys(chosen):
-        trial, segment = _continue_one(ledger, trials[trial_id], statuses[trial_id], epochs, sets)
+        trial, segment = _continue_one(
+            ledger, trials[trial_id], statuses[trial_id], epochs, sets, start_point
+        )
         continued.append(trial)
         segments[trial_id] = segment
     return Continuation(ledger, continued, segments, epochs)
 
 
 def _continue_one(
-    ledger: Ledger, trial: Trial, status: TrialStatus, epochs: int, sets: dict[str, Any]
+    ledger: Ledger,
+    trial: Trial,
+    status: TrialStatus,
+    epochs: int,
+    sets: dict[str, Any],
+    start_point: StartPoint,
 ) -> tuple[Trial, dict[str, Any]]:
     if status.state != TrialState.COMPLETED:
         raise SweeperError(
@@ -116,10 +156,9 @@ def _continue_one(
             "(`sweeper retry` resumes the others)"
         )
     run_dir = ledger.dir / status.run_dir if status.run_dir else None
-    if run_dir is None or not (run_dir / LAST_CHECKPOINT).is_file():
-        raise SweeperError(
-            f"{trial.trial_id}: no checkpoint ({LAST_CHECKPOINT}) in {run_dir} to continue from"
-        )
+    problem = start_point.missing(trial.trial_id, run_dir)
+    if problem:
+        raise SweeperError(problem)
     rows = read_metrics(run_dir / METRICS_FILE).to_pylist() if (run_dir / METRICS_FILE).exists() else []
     done = int(rows[-1]["epoch"]) if rows else 0
     if epochs <= done:

@@ -59,14 +59,17 @@ def load_entrypoint(spec: str):
 def resolve_run_dir(
     ledger: Ledger, trial_id: str, job_id: str, fresh: bool, pack_index: int | None = None
 ) -> tuple[Path, bool]:
-    """(run dir, resumed?): the same dir after a requeue (same job id) or a retry of a checkpointed run.
-    A new dir is named after the job (and `_p<k>`, the trial's place in a packed job: sweeper/pack.py)."""
+    """(run dir, resumed?): the same dir after a requeue (same job id), a retry of a checkpointed run, or
+    for a continued trial (`sweeper continue`: the run goes on there, whoever owns its checkpoint: a
+    command trial's program keeps its own). A new dir is named after the job (and `_p<k>`, the trial's
+    place in a packed job: sweeper/pack.py)."""
     record = ledger.records().get(trial_id)
     previous = [a for a in (record.attempts if record else []) if a.get("run_dir")]
     if previous:
         run_dir = ledger.dir / previous[-1]["run_dir"]
         same_job = previous[-1].get("job_id") == job_id
-        if same_job or (not fresh and (run_dir / LAST_CHECKPOINT).exists()):
+        goes_on = (run_dir / LAST_CHECKPOINT).exists() or ledger.segment_of(trial_id) is not None
+        if same_job or (not fresh and goes_on):
             return run_dir, True
     safe_id = job_id.replace("/", "_") + (f"_p{pack_index}" if pack_index is not None else "")
     return ledger.dir / f"{time.strftime(STAMP_FORMAT)}_j{safe_id}", False

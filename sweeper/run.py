@@ -47,6 +47,11 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 
 
+def segment_checkpoint(number: int) -> str:
+    """The name last.pt is kept under when segment `number` ends and a continuation trains on from it."""
+    return f"last_segment{number}.pt"
+
+
 class TrialPruned(Exception):
     """Raise from a training function to stop a trial the pruner gave up on (it exits cleanly)."""
 
@@ -239,6 +244,7 @@ class Run:
         if not path.exists():
             self.metrics.restore([])
             return None
+        self._keep_segment_start(path)
         from sweeper.errors import SweeperError
 
         try:
@@ -269,6 +275,24 @@ class Run:
             self._note_best(row["epoch"], row.get(self.objective.metric))
         self.set_state(TrialState.RUNNING)
         return payload["state"]
+
+    def _keep_segment_start(self, last: Path) -> None:
+        """At the start of a continued segment last.pt is where the segment before ended: kept as
+        last_segment<n-1>.pt (a hard link to the very file loaded next: no copy, and a record of what
+        the continuation trained on from, to go back to). Later loads in the segment (a requeue) find
+        it there and leave it."""
+        if self.segment.number < 2:
+            return
+        kept = self.run_dir / segment_checkpoint(self.segment.number - 1)
+        if kept.exists():
+            return
+        link = self.run_dir / f".{kept.name}.link"
+        try:
+            link.unlink(missing_ok=True)
+            os.link(last, link)
+            os.replace(link, kept)
+        except OSError:  # a file system without hard links
+            atomic_write_bytes(kept, last.read_bytes())
 
     def save(self, name: str, obj: Any) -> Path:
         """torch.save `obj` atomically as <run dir>/<name> (e.g. exported weights); returns the path."""

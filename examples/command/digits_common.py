@@ -27,7 +27,12 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     parser.add_argument("--hidden", type=int, default=128, help="width of the two hidden layers")
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=int(os.environ.get("SWEEPER_EPOCHS") or 10),  # raised by `sweeper continue --epochs`
+        help="the epoch to train to (default: $SWEEPER_EPOCHS, else 10)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     return parser

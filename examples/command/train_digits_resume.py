@@ -14,6 +14,12 @@ SIGUSR2, 143 for SIGTERM), the shell's convention for "killed by a signal". Not 
 and an interrupted run is not.
 
 The --checkpoint-dir default is $SWEEPER_RUN_DIR when set (the trial's run dir), else ./ckpt.
+
+`sweeper continue` restarts it the same way in the same run dir (SWEEPER_RESUME=1), with the larger epoch
+count in {epochs} and $SWEEPER_EPOCHS (the default of --epochs) and any --set value in its flags: it loads
+ckpt.pt and trains on from the next epoch to the new end. Its LR is a function of the epoch and --epochs
+(a cosine to 0 at the last epoch), so a run continued from 10 to 20 epochs goes on along a 20-epoch
+cosine: its LR jumps back up to that curve's value at epoch 11. Lower it with `--set optim.lr=...`.
 """
 
 from __future__ import annotations
@@ -78,7 +84,10 @@ def main() -> None:
         changed = {
             k: (state["hparams"].get(k), v) for k, v in hparams.items() if state["hparams"].get(k) != v
         }
-        if changed:
+        continued = int(os.environ.get("SWEEPER_SEGMENT") or 1) > 1  # `sweeper continue` changed them
+        if changed and continued:
+            common.log(f"continuing from {ckpt_path} with new flags (old, new): {changed}")
+        elif changed:
             common.log(f"warning: {ckpt_path} was written with other flags (old, new): {changed}")
         if start > args.epochs:
             common.log(f"{ckpt_path}: all {args.epochs} epochs are done already")

@@ -13,7 +13,9 @@ import sys
 import time
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--epochs", type=int, default=5)
+parser.add_argument(
+    "--epochs", type=int, default=int(os.environ.get("SWEEPER_EPOCHS") or 5), help="default: $SWEEPER_EPOCHS"
+)
 parser.add_argument("--lr", type=float, default=0.1)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--sleep", type=float, default=0.0)

@@ -98,9 +98,11 @@ Sweep dir: `{sweep_dir}` (`analyze --checkpoints-path {sweep_dir}`).
   epoch value of {metric}.
 - **Intermediate values** put the seeds on one step axis: seed number k (0 for the first seed), epoch e is
   step k x {epochs} + e, so a completed trial shows one ramp per seed ({n_seeds} ramps).
-- A **pruned** trial stopped during one seed: the value Optuna gives it is that seed's best value so far,
-  at the step it stopped, not a mean over seeds: in history, parallel coordinates and EDF it is not
-  comparable with the completed trials' values (filter on COMPLETE to compare).
+- A **pruned** trial has **no value**: it stopped during one seed, and nothing measured on part of a trial
+  is comparable with the completed trials' seed means, so history, parallel coordinates and EDF show the
+  completed trials only. Its intermediate values (compared step by step, as the pruner compares them) and
+  its user attributes say where it stopped: `pruned_seed`, `pruned_epoch`, `pruned_value` (that seed's
+  best so far, what the pruner saw) and `seed_values` (the seeds it had finished).
 """
 
 
@@ -158,6 +160,21 @@ def load_study(ledger: Ledger, spec: SweepSpec, worker_index: int = 0) -> optuna
         sampler=make_sampler(spec, worker_index),
         pruner=make_pruner(spec),
     )
+
+
+def tell_pruned(study: optuna.Study, trial: optuna.Trial) -> None:
+    """End a trial PRUNED, with no value. `study.tell(trial, state=PRUNED)` gives it its last intermediate
+    value (optuna's study/_tell.py), which here is one seed's best so far at the step it stopped: not the
+    quantity a completed trial's value is (the mean over all seeds of each run's best), and no number taken
+    from part of a trial is. optuna-dashboard plots a pruned trial in history, parallel coordinates and EDF
+    only when it has a value, so without one it is kept off their value axis; samplers and pruners read a
+    pruned trial's intermediate values, never its value. This is what `tell` does less the value: the
+    sampler's after_trial, then the state."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    try:
+        study.sampler.after_trial(study, frozen, OptunaTrialState.PRUNED, None)
+    finally:
+        study._storage.set_trial_state_values(trial._trial_id, OptunaTrialState.PRUNED, None)
 
 
 def counts_toward_budget(trial: optuna.trial.FrozenTrial) -> bool:

@@ -126,7 +126,9 @@ class WeightWindow:
         epochs = [
             e for e in range(epoch - self.k + 1, epoch + 1) if (self.dir / f"epoch_{e:05d}.pt").exists()
         ]
-        states = [torch.load(self.dir / f"epoch_{e:05d}.pt", map_location="cpu") for e in epochs]
+        states = [
+            torch.load(self.dir / f"epoch_{e:05d}.pt", map_location="cpu", weights_only=True) for e in epochs
+        ]
         mean = {}
         for name, value in states[0].items():
             if value.is_floating_point():

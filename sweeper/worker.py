@@ -4,7 +4,7 @@ A trial runs once per seed (the seed is never searched), the seeds one after the
 reported to the pruner on one step axis (seed k's epoch e is step k*epochs + e), so a trial can be
 stopped during any seed. The value reported is the run's best so far, and the trial's value is the mean
 over seeds of each run's best epoch value of the objective, so the pruner compares what is compared in
-the end. A worker preempted mid-trial is requeued and resumes its RUNNING trial from the run's last.pt.
+the end; a pruned trial has no value (`study.tell_pruned`). A worker preempted mid-trial is requeued and resumes its RUNNING trial from the run's last.pt.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ from sweeper.run import CONFIG_FILE, STATUS_FILE, Run
 from sweeper.space import Trial, suggest, trial_config
 from sweeper.spec import SweepSpec
 from sweeper.states import TrialState
-from sweeper.study import ASK_LOCK, budget_used, heartbeat_path, load_study, reconcile, run_objective
+from sweeper.study import (
+    ASK_LOCK,
+    budget_used,
+    heartbeat_path,
+    load_study,
+    reconcile,
+    run_objective,
+    tell_pruned,
+)
 from sweeper.tune_advice import search_budget
 
 log = logging.getLogger("sweeper.worker")
@@ -217,7 +225,9 @@ class TuneWorker(JobBase):
             )
             self._run_obj = run
             try:
-                with self.ending(lambda end, run=run: _tell_bad_end(study, trial, run, end), True) as end:
+                with self.ending(
+                    lambda end, run=run, seed=seed: _tell_bad_end(study, trial, run, end, seed, values), True
+                ) as end:
                     entry(config, run)
             finally:
                 run.close()
@@ -239,14 +249,26 @@ class TuneWorker(JobBase):
         study.tell(trial, sum(values) / len(values))
 
 
-def _tell_bad_end(study: optuna.Study, trial, run: Run, end: Ending) -> None:
-    """A seed's run ended other than COMPLETED: the run says how, and the study gets the trial PRUNED or FAIL."""
+def _tell_bad_end(
+    study: optuna.Study, trial, run: Run, end: Ending, seed: Any, seed_values: list[float]
+) -> None:
+    """A seed's run ended other than COMPLETED: the run says how, and the study gets the trial PRUNED or FAIL.
+    A pruned trial gets no value (see `tell_pruned`); its user attributes say where it stopped, with the
+    value the pruner saw there (that seed's best so far) and the values of the seeds it had finished."""
     if end.state == TrialState.COMPLETED:
         return  # the trial's value decides, once every seed ran
     run.set_state(end.state, end.error)
     index_run(run.run_dir)
     if end.state == TrialState.PRUNED:
-        study.tell(trial, state=OptunaTrialState.PRUNED)
+        reported = study._storage.get_trial(trial._trial_id).intermediate_values
+        for key, value in {
+            "pruned_seed": seed,
+            "pruned_epoch": run.metrics.last_epoch,
+            "pruned_value": reported[max(reported)] if reported else None,
+            "seed_values": list(seed_values),
+        }.items():
+            trial.set_user_attr(key, value)
+        tell_pruned(study, trial)
         log.info("trial %d pruned at epoch %d", trial.number, run.metrics.last_epoch)
         return
     trial.set_user_attr("error", end.error)

@@ -124,6 +124,41 @@ def test_a_search_study_names_its_metric_and_says_which_sweep_it_is(tmp_path, cl
     assert "step k x 3 + e" in detail["note"]["body"]
 
 
+def test_a_pruned_trial_has_no_value_on_the_completed_trials_axis(tmp_path, cli):
+    """optuna-dashboard's history, parallel coordinates and EDF plot every Complete or Pruned trial that has
+    a value; a pruned trial's would be one seed's best so far among seed means (issue 20)."""
+    write_spec(
+        tmp_path,
+        SEARCH.replace("low: 1e-3, high: 0.1", "low: 1e-4, high: 1.0")
+        .replace(
+            "n_trials: 2", "n_trials: 6\n  pruner: {name: median, n_startup_trials: 1, n_warmup_steps: 1}"
+        )
+        .replace("name: s", "name: p"),
+    )
+    cli("launch", "spec.yaml", "--executor", "local")
+    server, port = serve(tmp_path, "p")
+    try:
+        detail = study_detail(port)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    states = [t["state"] for t in detail["trials"]]
+    assert "Pruned" in states and "Complete" in states, states
+    for trial in detail["trials"]:
+        user = attrs(trial["user_attrs"])
+        reported = {v["step"]: v["value"] for v in trial["intermediate_values"]}
+        if trial["state"] == "Complete":
+            seed_values = json.loads(user["seed_values"])
+            assert len(seed_values) == 2 and trial["values"] == [pytest.approx(sum(seed_values) / 2)]
+            continue
+        assert "values" not in trial  # Optuna's own tell would give it reported[max(reported)]
+        seed, epoch = int(user["pruned_seed"]), int(user["pruned_epoch"])
+        assert max(reported) == [0, 1].index(seed) * 3 + epoch
+        assert float(user["pruned_value"]) == pytest.approx(reported[max(reported)])
+        assert len(json.loads(user["seed_values"])) == [0, 1].index(seed)  # the seeds it had finished
+    assert "**no value**" in detail["note"]["body"]
+
+
 def test_a_busy_port_is_one_error_line(tmp_path, cli):
     write_spec(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [0]"))
     cli("launch", "spec.yaml", "--executor", "local")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def index_row(run_dir: Path) -> dict[str, Any]:
     row.update(job_id=config.get("job_id") or status.get("job_id"), state=status.get("state"))
     row.update(error=status.get("error"), objective=objective.metric, direction=objective.direction)
     try:
-        metrics = pq.read_table(run_dir / METRICS_FILE).to_pylist()
+        metrics = _read(run_dir / METRICS_FILE).to_pylist()
     except (OSError, pa.ArrowInvalid):
         metrics = []
     values = [(r["epoch"], r.get(objective.metric)) for r in metrics]
@@ -124,13 +125,7 @@ def record(run_dir: Path) -> None:
         return
     row = index_row(run_dir)
     with _lock(sweep_dir):
-        try:
-            rows = pq.read_table(sweep_dir / INDEX_FILE).to_pylist()
-        except (
-            OSError,
-            pa.ArrowInvalid,
-        ):  # none yet, or unreadable: the others come back at the next rebuild
-            rows = []
+        rows = _read_rows(sweep_dir)
         _write(sweep_dir, [r for r in rows if r.get("run_dir") != run_dir.name] + [row])
 
 
@@ -138,34 +133,67 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and RUN_DIR_NAME.match(p.name))
 
 
-def _newest_change(run_dir: Path) -> float:
-    times = []
+def newest_change_ns(run_dir: Path) -> int:
+    """The latest mtime (ns) of the run's config.json, status.json and metrics.parquet; -1 if none exists."""
+    times = [-1]
     for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE):
         try:
-            times.append((run_dir / name).stat().st_mtime)
+            times.append(os.stat(run_dir / name).st_mtime_ns)
         except OSError:
             pass
-    return max(times, default=0.0)
+    return max(times)
+
+
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    # ParquetFile, not pq.read_table: that one goes through pyarrow.dataset, whose import pulls in pandas
+    # where it is installed (0.25 s of a warm `analyze`).
+    with pq.ParquetFile(path) as parquet:
+        return parquet.read(columns=columns)
+
+
+def _read_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    try:
+        return _read(sweep_dir / INDEX_FILE).to_pylist()
+    except (OSError, pa.ArrowInvalid):  # none yet, or unreadable: the others come back at the next rebuild
+        return []
+
+
+def stale(sweep_dir: Path, changes: dict[str, int] | None = None) -> set[str] | None:
+    """The run dirs whose rows must be (re)made: missing from the index or changed after it was written;
+    None where the index must be written anew (missing, unreadable, or holding a row for a gone run dir).
+    `changes`: each run dir name's newest_change_ns, where the caller has stat'ed them already (analyze)."""
+    if changes is None:
+        changes = {d.name: newest_change_ns(d) for d in run_dirs(sweep_dir)}
+    try:
+        written = os.stat(sweep_dir / INDEX_FILE).st_mtime_ns
+        indexed = set(_read(sweep_dir / INDEX_FILE, ["run_dir"]).column(0).to_pylist())
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return None
+    if not indexed <= changes.keys():
+        return None
+    return {name for name, changed in changes.items() if name not in indexed or changed > written}
 
 
 def is_current(sweep_dir: Path) -> bool:
     """The index has a row for every run dir and is newer than each one's files."""
-    try:
-        written = (sweep_dir / INDEX_FILE).stat().st_mtime
-        indexed = set(pq.read_table(sweep_dir / INDEX_FILE, columns=["run_dir"]).column(0).to_pylist())
-    except (OSError, pa.ArrowInvalid, KeyError):
-        return False
-    dirs = run_dirs(sweep_dir)
-    return indexed == {d.name for d in dirs} and all(_newest_change(d) <= written for d in dirs)
+    return stale(sweep_dir) == set()
 
 
-def rebuild(sweep_dir: Path) -> bool:
-    """Write the index from the run dirs if it is not current; False where the sweep dir is not writable."""
-    if not (sweep_dir / META_FILE).exists() or is_current(sweep_dir):
+def rebuild(sweep_dir: Path, changes: dict[str, int] | None = None) -> bool:
+    """Bring the index up to date with the run dirs, re-reading only the runs whose rows are missing or
+    older than their files (a sweep whose jobs all wrote their rows costs one small read); False where the
+    sweep dir is not writable. `changes`: as for `stale`."""
+    if not (sweep_dir / META_FILE).exists():
+        return True
+    todo = stale(sweep_dir, changes)
+    if todo == set():
         return True
     try:
         with _lock(sweep_dir):
-            _write(sweep_dir, [index_row(d) for d in run_dirs(sweep_dir)])
+            names = changes.keys() if changes is not None else [d.name for d in run_dirs(sweep_dir)]
+            kept = [] if todo is None else [r for r in _read_rows(sweep_dir) if r.get("run_dir") not in todo]
+            have = {r.get("run_dir") for r in kept}
+            _write(sweep_dir, kept + [index_row(sweep_dir / n) for n in sorted(names) if n not in have])
     except OSError:  # a colleague's read-only sweep: analyze reads it all the same
         return False
     return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,9 @@ def test_analyze_rebuilds_a_missing_or_stale_index(sweep, cli):  # last: it chan
     cli("-p", str(sweep / "runs" / "reg" / "latest"), command="analyze")
     states = pq.read_table(index).column("state").to_pylist()
     assert sorted(states) == ["COMPLETED"] * 3 + ["FAILED"]
+    gone = sorted(index.parent.glob("*_j*"))[-1]  # a run dir deleted by hand: its row goes, the rest stay
+    shutil.rmtree(gone)
+    cli("-p", str(sweep / "runs" / "reg" / "latest"), command="analyze")
+    rows = pq.read_table(index).to_pylist()
+    assert sorted(r["run_dir"] for r in rows) == sorted(d.name for d in index.parent.glob("*_j*"))
+    assert len(rows) == 3 and gone.name not in {r["run_dir"] for r in rows}

@@ -517,7 +517,7 @@ def analyze(
     if use_cache:
         for parent, changes in updates.items():
             entries = cached[parent].entries()
-            if any(root == parent or parent.startswith(root + os.sep) for root in roots):
+            if _whole(parent, roots):
                 present = {run.name for run in by_parent[parent]}  # all of it was analyzed
                 entries = {name: entry for name, entry in entries.items() if name in present}
             for name, entry in changes.items():
@@ -528,7 +528,7 @@ def analyze(
             cache.save(parent, entries)
 
     for parent in parents:  # the sweeps' runs.parquet, where a job could not write its row (or none yet)
-        runs_index.rebuild(Path(parent))
+        runs_index.rebuild(Path(parent), _changes(by_parent[parent]) if _whole(parent, roots) else None)
     ends = {parent: _ledger_ends(parent, by_parent[parent], records) for parent in parents}
     runs = [_to_summary(run, records[run.path], ends[run.parent]) for run in found]
     problems = [problem for run in found for problem in records[run.path][3]]
@@ -545,6 +545,18 @@ def analyze(
         cache_hits=hits,
         cache_misses=len(missing),
     )
+
+
+def _whole(parent: str, roots: list[str]) -> bool:
+    """Whether every run dir of this sweep dir was found (it is at or under one of the roots)."""
+    return any(root == parent or parent.startswith(root + os.sep) for root in roots)
+
+
+def _changes(here: list[RunFiles]) -> dict[str, int]:
+    """runs_index.newest_change_ns of each run dir named as one, from the stats find_runs took."""
+    return {
+        run.name: max(run.key[1], run.key[6], run.key[11]) for run in here if RUN_DIR_NAME.match(run.name)
+    }
 
 
 def _ledger_ends(

@@ -108,7 +108,8 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.table(columns).replace_schema_metadata({"sweeper.index": "1"})
 
 
-def _write(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+def write(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace the index with these rows (atomically; callers hold the lock where others may write)."""
     buffer = io.BytesIO()
     pq.write_table(_table(rows), buffer)
     atomic_write_bytes(sweep_dir / INDEX_FILE, buffer.getvalue())
@@ -126,7 +127,7 @@ def record(run_dir: Path) -> None:
     row = index_row(run_dir)
     with _lock(sweep_dir):
         rows = _read_rows(sweep_dir)
-        _write(sweep_dir, [r for r in rows if r.get("run_dir") != run_dir.name] + [row])
+        write(sweep_dir, [r for r in rows if r.get("run_dir") != run_dir.name] + [row])
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:
@@ -193,7 +194,7 @@ def rebuild(sweep_dir: Path, changes: dict[str, int] | None = None) -> bool:
             names = changes.keys() if changes is not None else [d.name for d in run_dirs(sweep_dir)]
             kept = [] if todo is None else [r for r in _read_rows(sweep_dir) if r.get("run_dir") not in todo]
             have = {r.get("run_dir") for r in kept}
-            _write(sweep_dir, kept + [index_row(sweep_dir / n) for n in sorted(names) if n not in have])
+            write(sweep_dir, kept + [index_row(sweep_dir / n) for n in sorted(names) if n not in have])
     except OSError:  # a colleague's read-only sweep: analyze reads it all the same
         return False
     return True

@@ -269,11 +269,16 @@ def binning(runs: Sequence[RunSummary], key: str) -> Binning:
     return Binning(labels, lambda value: min(last, max(0, int(np.searchsorted(edges, value, "right")) - 1)))
 
 
-def _objectives_by_level(runs: Sequence[RunSummary], key: str, levels: Binning) -> list[list[float]]:
+def _levels(runs: Sequence[RunSummary], key: str, levels: Binning) -> list[int | None]:
+    """Each run's level of the parameter (None where the run does not have it): computed once per key."""
+    return [levels.index(run.params[key]) if key in run.params else None for run in runs]
+
+
+def _objectives_by_level(runs: Sequence[RunSummary], levels: Binning, level_of: list[int | None]):
     values: list[list[float]] = [[] for _ in levels.values]
-    for run in runs:
-        if key in run.params:
-            values[levels.index(run.params[key])].append(run.objective)
+    for run, level in zip(runs, level_of, strict=True):
+        if level is not None:
+            values[level].append(run.objective)
     return values
 
 
@@ -281,13 +286,24 @@ def _better(a: float, b: float, maximize: bool) -> bool:
     return a > b if maximize else a < b
 
 
-def pivot_table(runs: Sequence[RunSummary], row_key: str, col_key: str, objective: Objective) -> Pivot:
-    rows, cols = binning(runs, row_key), binning(runs, col_key)
+def pivot_table(
+    runs: Sequence[RunSummary],
+    row_key: str,
+    col_key: str,
+    objective: Objective,
+    known: dict[str, tuple[Binning, list[int | None]]] | None = None,
+) -> Pivot:
+    """`known`: binnings and levels per key already computed for these runs (effects passes its own)."""
+    known = dict(known or {})
+    for key in (row_key, col_key):
+        if key not in known:
+            levels = binning(runs, key)
+            known[key] = (levels, _levels(runs, key, levels))
+    (rows, row_level), (cols, col_level) = known[row_key], known[col_key]
     values: dict[tuple[int, int], list[float]] = {}
-    for run in runs:
-        if row_key in run.params and col_key in run.params:
-            cell = (rows.index(run.params[row_key]), cols.index(run.params[col_key]))
-            values.setdefault(cell, []).append(run.objective)
+    for run, row, col in zip(runs, row_level, col_level, strict=True):
+        if row is not None and col is not None:
+            values.setdefault((row, col), []).append(run.objective)
     cells = {cell: stat_of(v) for cell, v in values.items()}
     best = None
     for cell, cell_stat in cells.items():
@@ -309,9 +325,11 @@ def effects(
     finished = [r for r in with_value if r.has_result]
     used = finished or with_value
     params = []
+    known: dict[str, tuple[Binning, list[int | None]]] = {}
     for key in swept_keys:
         levels_of = binning(used, key)
-        per_level = _objectives_by_level(used, key, levels_of)
+        known[key] = (levels_of, _levels(used, key, levels_of))
+        per_level = _objectives_by_level(used, levels_of, known[key][1])
         levels = [Level(value, stat_of(v)) for value, v in zip(levels_of.values, per_level, strict=True)]
         if len(levels) < 2:
             continue
@@ -334,7 +352,7 @@ def effects(
                 f"pivot of the two parameters with the largest effect; others with "
                 f"--pivot {names[varied[0]]},{names[varied[1]]} (any two of: {', '.join(names.values())})"
             )
-    pivots = [pivot_table(used, a, b, objective) for a, b in pairs]
+    pivots = [pivot_table(used, a, b, objective, known) for a, b in pairs]
     return Effects(objective, len(used), len(with_value) - len(used), params, pivots, hint)
 
 

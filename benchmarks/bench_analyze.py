@@ -49,9 +49,12 @@ SEEDS = 5
 
 # -- generation ------------------------------------------------------------------------------------------------
 def trial_points(runs: int) -> list[tuple[dict, int]]:
+    """(params, seed) per run: the grid's 2,000 points x 5 seeds, then 5 more seeds each per 10,000 runs, so
+    that every run is a distinct trial (a repeated trial id would read as a retry superseding the other)."""
     keys = list(GRID)
     points = [dict(zip(keys, values, strict=True)) for values in itertools.product(*GRID.values())]
-    return [(points[(i // SEEDS) % len(points)], i % SEEDS) for i in range(runs)]
+    per_round = SEEDS * len(points)
+    return [(points[(i % per_round) // SEEDS], SEEDS * (i // per_round) + i % SEEDS) for i in range(runs)]
 
 
 def curves(params: dict, seed: int, epochs: int, index: int) -> list[dict]:
@@ -157,7 +160,7 @@ def generate(root: Path, runs: int, epochs: int, codec: str | None, tb_sample: i
 
     sweep_dir = root / "runs" / "bench" / "20250101_000000"
     marker = root / "generated.json"
-    wanted = {"runs": runs, "epochs": epochs, "codec": codec, "tb": tb_sample, "format": 3}
+    wanted = {"runs": runs, "epochs": epochs, "codec": codec, "tb": tb_sample, "format": 4}
     wanted["writer"] = SCHEMA_VERSION + ("-kv" if codec is None else "")
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return sweep_dir

@@ -453,3 +453,23 @@ def test_vectorized_summaries_match_the_per_run_definition(runs, objective):
                 assert math.isnan(value_got), (name, index, value_got)
             else:
                 assert value_got == pytest.approx(float(want)), (name, index, value_got, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.one_of(st.none(), st.floats(allow_nan=True)), max_size=40), st.integers(0, 5)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_present_rows_are_read_from_the_validity_bitmaps_as_pyarrow_compute_reads_them(chunks):
+    import pyarrow.compute as pc
+
+    from sweeper.analysis.runs import _valid
+
+    arrays = [
+        pa.array(values, type=pa.float64()).slice(min(offset, len(values))) for values, offset in chunks
+    ]
+    column = pa.chunked_array(arrays, type=pa.float64())
+    assert _valid(column).tolist() == pc.is_valid(column).to_numpy(zero_copy_only=False).tolist()

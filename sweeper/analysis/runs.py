@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweeper import runs_index
@@ -338,9 +337,7 @@ def _read_batch(runs: list[RunFiles], split: str, objective: Objective) -> list[
     if combined is not None:
         lengths = np.array([rows_of[owner] for owner in owners], dtype=np.int64)
         columns = {name: combined.column(name).to_numpy() for name in combined.column_names}
-        present = {
-            name: pc.is_valid(combined.column(name)).to_numpy(zero_copy_only=False) for name in columns
-        }
+        present = {name: _valid(combined.column(name)) for name in columns}
         _order_epochs(lengths, columns, present)
         planned = np.array([metas[i]["epochs_planned"] or np.nan for i in owners], dtype=float)
         summary = summary_numbers.summarize(lengths, columns, present, planned, split, objective)
@@ -351,6 +348,22 @@ def _read_batch(runs: list[RunFiles], split: str, objective: Objective) -> list[
         if problem:
             file_problems[i].append(problem)
     return [[metas[i], rows[i], columns_of[i], file_problems[i]] for i in range(len(runs))]
+
+
+def _valid(column: pa.ChunkedArray) -> np.ndarray:
+    """Which rows hold a value (not null: a metric the run did not log that epoch), from the validity
+    bitmaps; pyarrow.compute's is_valid does the same but importing it costs every analyze 40 ms."""
+    if column.null_count == 0:
+        return np.ones(len(column), dtype=bool)
+    parts = []
+    for chunk in column.chunks:
+        bitmap = chunk.buffers()[0]
+        if bitmap is None:
+            parts.append(np.ones(len(chunk), dtype=bool))
+        else:
+            bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+            parts.append(bits[chunk.offset : chunk.offset + len(chunk)].astype(bool))
+    return np.concatenate(parts)
 
 
 def _order_epochs(

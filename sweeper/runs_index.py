@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sweeper.fsutil import atomic_write_bytes, locked, read_json
@@ -95,12 +96,22 @@ def column(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-def _table(rows: list[dict[str, Any]]) -> pa.Table:
-    names = list(dict.fromkeys([*IDENTITY, *VALUES, *(k for r in rows for k in r)]))
+def _column_order(names: list[str]) -> list[str]:
+    """Identity, the params (sorted), the values, the last values (sorted)."""
     params = sorted(n for n in names if n.startswith(PARAM_PREFIX))
     last = sorted(n for n in names if n.startswith(LAST_PREFIX))
+    return [*IDENTITY, *params, *VALUES, *last]
+
+
+def _ordered(table: pa.Table) -> pa.Table:
+    return table.select(_column_order(table.column_names)).replace_schema_metadata({"sweeper.index": "1"})
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    names = list(dict.fromkeys([*IDENTITY, *VALUES, *(k for r in rows for k in r)]))
+    last = sorted(n for n in names if n.startswith(LAST_PREFIX))
     rows = sorted(rows, key=lambda r: r["run_dir"])
-    columns = {n: column([r.get(n) for r in rows]) for n in [*IDENTITY, *params, *VALUES, *last]}
+    columns = {n: column([r.get(n) for r in rows]) for n in _column_order(names)}
     for name in ("seed", "optuna_trial", "epochs", "best_epoch"):  # all-null columns keep their type
         columns[name] = columns[name].cast(pa.int64())
     for name in ("best_value", "final_value", *last):
@@ -110,8 +121,12 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def write(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Replace the index with these rows (atomically; callers hold the lock where others may write)."""
+    _write_table(sweep_dir, _table(rows))
+
+
+def _write_table(sweep_dir: Path, table: pa.Table) -> None:
     buffer = io.BytesIO()
-    pq.write_table(_table(rows), buffer)
+    pq.write_table(table, buffer)
     atomic_write_bytes(sweep_dir / INDEX_FILE, buffer.getvalue())
 
 
@@ -126,8 +141,25 @@ def record(run_dir: Path) -> None:
         return
     row = index_row(run_dir)
     with _lock(sweep_dir):
-        rows = _read_rows(sweep_dir)
-        write(sweep_dir, [r for r in rows if r.get("run_dir") != run_dir.name] + [row])
+        try:
+            current = _read(sweep_dir / INDEX_FILE)
+        except (
+            OSError,
+            pa.ArrowInvalid,
+        ):  # none yet, or unreadable: the others come back at the next rebuild
+            current = None
+        if current is None or "run_dir" not in current.column_names:
+            write(sweep_dir, [row])
+            return
+        try:  # in Arrow: a job ending in a sweep of 100,000 runs pays ~0.1 s here, not ~2 s of Python rows
+            others = current.filter(pc.not_equal(current.column("run_dir"), run_dir.name))
+            merged = pa.concat_tables([others, _table([row])], promote_options="permissive")
+            table = _ordered(merged.sort_by("run_dir"))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a param's type changed (a number, then a name)
+            others_rows = [r for r in current.to_pylist() if r.get("run_dir") != run_dir.name]
+            write(sweep_dir, others_rows + [row])
+            return
+        _write_table(sweep_dir, table)
 
 
 def run_dirs(sweep_dir: Path) -> list[Path]:

@@ -33,9 +33,12 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one. The file gets
-    the umask's mode (mkstemp's own is 0600, whatever the umask)."""
+    the umask's mode (mkstemp's own is 0600, whatever the umask). Either way a killed process leaves the
+    old or the new file (the page cache outlives it); `durable` also fsyncs before the rename, so a crash
+    of the machine does too. Not durable is for a file rewritten every epoch and rebuilt from a durable
+    one on resume (metrics.parquet and status.json from last.pt): fsync was most of their cost."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -43,7 +46,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -51,12 +55,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> None:
+    atomic_write_bytes(path, text.encode(), durable)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, durable: bool = True) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n"
+    atomic_write_text(path, text, durable)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Make a file written without fsync durable (missing: nothing to do)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:

@@ -112,6 +112,7 @@ class JobBase(submitit.helpers.Checkpointable):
         end = Ending()
         try:
             yield end
+            self._wait_for_checkpoint()  # the last epoch's, written in the background: its failure is the trial's
         except TrialPruned as exc:
             end.state = TrialState.PRUNED
             log.info("pruned: %s", exc)
@@ -134,7 +135,13 @@ class JobBase(submitit.helpers.Checkpointable):
                 raise
         finally:
             if not self.requeued:
+                with contextlib.suppress(Exception):  # the body's own end is what is recorded
+                    self._wait_for_checkpoint()
                 record(end)
+
+    def _wait_for_checkpoint(self) -> None:
+        if self._run_obj is not None:
+            self._run_obj.wait_for_checkpoint()
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on SIGUSR2 (timeout or preemption): the job will be requeued and resume from

@@ -46,7 +46,7 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     return table.replace_schema_metadata({"sweeper.schema": SCHEMA_VERSION})
 
 
-def write_metrics(path: str | Path, rows: list[dict[str, Any]]) -> None:
+def write_metrics(path: str | Path, rows: list[dict[str, Any]], durable: bool = True) -> None:
     table = rows_to_table(rows)
     buffer = io.BytesIO()
     # Written for readers that open thousands of these small files (`analyze`, polars, duckdb): snappy,
@@ -59,7 +59,7 @@ def write_metrics(path: str | Path, rows: list[dict[str, Any]]) -> None:
     with pq.ParquetWriter(buffer, table.schema.remove_metadata(), **options) as writer:
         writer.write_table(table.replace_schema_metadata())
         writer.add_key_value_metadata({"sweeper.schema": SCHEMA_VERSION})
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), durable)
 
 
 def read_metrics(path: str | Path) -> pa.Table:
@@ -115,15 +115,25 @@ class MetricsWriter:
             **{k: int(v) if k == "segment" else _number(k, v) for k, v in metrics.items()},
         }
         self.rows.append(row)
-        write_metrics(self.path, self.rows)
-        if self.tensorboard:
-            if self._tb is None:
-                self._open_tb(purge_step=None)
-            for name, value in row.items():
-                if name != "epoch" and value is not None:
-                    self._tb.add_scalar(name, value, global_step=epoch)
-            self._tb.flush()
+        self.write_parquet()
+        self.mirror(row)
         return row
+
+    def write_parquet(self) -> None:
+        """Rewrite metrics.parquet with every row so far: atomic, not fsync'ed (a resume rebuilds it from
+        last.pt, which is; `Run.set_state` makes the last one durable at the run's end)."""
+        write_metrics(self.path, self.rows, durable=False)
+
+    def mirror(self, row: dict[str, Any]) -> None:
+        """One row's values as TensorBoard scalars at its epoch, flushed."""
+        if not self.tensorboard:
+            return
+        if self._tb is None:
+            self._open_tb(purge_step=None)
+        for name, value in row.items():
+            if name != "epoch" and value is not None:
+                self._tb.add_scalar(name, value, global_step=row["epoch"])
+        self._tb.flush()
 
     def _open_tb(self, purge_step: int | None) -> None:
         if not self.tensorboard:

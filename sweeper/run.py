@@ -25,8 +25,10 @@ metrics.parquet exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import math
 import os
 import socket
@@ -34,12 +36,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import TrialFailed
-from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from sweeper.fsutil import atomic_write_bytes, atomic_write_json, fsync_file, read_json
 from sweeper.objective import Objective
 from sweeper.states import FINISHED, TrialState
+
+if TYPE_CHECKING:
+    from sweeper.checkpointing import BackgroundWriter
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
@@ -101,6 +106,7 @@ class Run:
         self.segment = segment or Segment()
         self.epochs = config.get("epochs") if isinstance(config, dict) else None  # the epochs to reach
         self._stop_hooks: list[Callable[[], None]] = []
+        self._checkpoints: BackgroundWriter | None = None  # made at the first checkpoint (needs torch)
         self._pruner = pruner  # called with (epoch, objective value); True means prune
         self._prune = False
         self._objective_named = False  # the objective's name appeared in a logged epoch
@@ -140,6 +146,8 @@ class Run:
 
     def log(self, epoch: int, metrics: dict[str, Any] | None = None, **more: Any) -> None:
         """Record one epoch's metrics (names `split/metric`); `lr` and `time_s` have their own columns."""
+        # The previous epoch's checkpoint first: the parquet file is never two epochs ahead of last.pt.
+        self.wait_for_checkpoint()
         values = {**(metrics or {}), **more}
         values.setdefault("time_s", self.elapsed)
         values.setdefault("lr", None)
@@ -209,17 +217,34 @@ class Run:
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any], best: bool = False) -> None:
-        """Save `state` (anything torch.save takes) with the metrics so far; `best=True` also writes best.pt."""
-        import torch
+        """Save `state` (anything torch.save takes) with the metrics so far; `best=True` also writes best.pt.
 
+        The state is copied now (tensors to CPU memory) and written by a background thread while training
+        goes on; the next log, checkpoint, load or the trial's end waits for it and raises its error.
+        Until then last.pt is the previous checkpoint, whole: a job killed meanwhile redoes one epoch."""
+        from sweeper.checkpointing import BackgroundWriter, snapshot
+
+        if self._checkpoints is None:
+            self._checkpoints = BackgroundWriter()
+        self._checkpoints.wait()
         payload = {
-            "state": state,
+            "state": snapshot(state),
             # The rows as one JSON string: pickling them as dicts costs a persistent_id call per number,
             # which grows with every epoch (milliseconds per save by epoch 100).
             "metrics_json": json.dumps(self.metrics.rows),
             "elapsed": self.elapsed,
             "epoch": self.metrics.last_epoch,
         }
+        self._checkpoints.submit(lambda: self._write_checkpoint(payload, best))
+
+    def wait_for_checkpoint(self) -> None:
+        """Block until the checkpoint being written is on disk; raise the error its write raised."""
+        if self._checkpoints is not None:
+            self._checkpoints.wait()
+
+    def _write_checkpoint(self, payload: dict[str, Any], best: bool) -> None:
+        import torch
+
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         data = buffer.getvalue()
@@ -240,6 +265,7 @@ class Run:
         """The state of the last checkpoint of this run dir (after a requeue or retry), else None."""
         import torch
 
+        self.wait_for_checkpoint()
         path = self.run_dir / LAST_CHECKPOINT
         if not path.exists():
             self.metrics.restore([])
@@ -316,7 +342,12 @@ class Run:
         self._status.update(state=state, updated_at=time.time())
         if error is not None:
             self._status["error"] = error
-        atomic_write_json(self.run_dir / STATUS_FILE, self._status)
+        # The heartbeat and the parquet rewrites are not fsync'ed (a resume rebuilds both from last.pt,
+        # which is); a run's end is made durable, as the ledger's is.
+        if state in FINISHED:
+            with contextlib.suppress(OSError):  # a full disk or read-only dir: the ledger has the end
+                fsync_file(self.metrics.path)
+        atomic_write_json(self.run_dir / STATUS_FILE, self._status, durable=state in FINISHED)
         if state in FINISHED:
             try:
                 self.metrics.end(state)  # TensorBoard's HParams session end
@@ -324,6 +355,10 @@ class Run:
                 pass
 
     def close(self) -> None:
+        try:
+            self.wait_for_checkpoint()  # a job's end has waited already and recorded what it raised
+        except Exception:
+            logging.getLogger(__name__).exception("the last checkpoint of %s was not written", self.run_dir)
         try:
             self.metrics.close()
         except (

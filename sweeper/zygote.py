@@ -43,6 +43,7 @@ WARM_MODULES = (
     "submitit.core._submit",
     "sweeper.job",
     "sweeper.train",
+    "sweeper.checkpointing",  # imported by the first save_checkpoint
     "sweeper.worker",
     "sweeper.command",
     "torch.utils.tensorboard",

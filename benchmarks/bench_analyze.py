@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from multiprocessing import Pool
+from multiprocessing import Pool, Process
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ GRID = {
     "model.layers": [2, 4, 6, 8, 12],
 }
 SEEDS = 5
+SWEEP_DIR = Path("runs", "bench", "20250101_000000")
 
 
 # -- generation ------------------------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ def generate(root: Path, runs: int, epochs: int, codec: str | None, tb_sample: i
     from sweeper import runs_index
     from sweeper.metrics import SCHEMA_VERSION
 
-    sweep_dir = root / "runs" / "bench" / "20250101_000000"
+    sweep_dir = root / SWEEP_DIR
     marker = root / "generated.json"
     wanted = {"runs": runs, "epochs": epochs, "codec": codec, "tb": tb_sample, "format": 4}
     wanted["writer"] = SCHEMA_VERSION + ("-kv" if codec is None else "")
@@ -315,7 +316,8 @@ def measure_size(sweep_dir: Path, repeat: int, env: dict, cache: Path) -> dict[s
     results = {}
     for name, runs in measured.items():
         runs.sort(key=lambda run: run["seconds"])
-        results[name] = {**runs[len(runs) // 2], "all_s": [run["seconds"] for run in runs]}
+        # the median round (the lower of the two middle ones for an even count)
+        results[name] = {**runs[(len(runs) - 1) // 2], "all_s": [run["seconds"] for run in runs]}
     return results
 
 
@@ -339,7 +341,13 @@ def main() -> None:
     for runs in sizes:
         root = args.dir / (f"{runs}x{args.epochs}" + (f"-{args.codec}" if args.codec else ""))
         print(f"data: {root} ({runs:,} runs x {args.epochs} epochs)", flush=True)
-        sweeps[runs] = generate(root, runs, args.epochs, args.codec, args.tb_sample)
+        # In a child process: a child's ru_maxrss starts at its parent's peak, so this process stays small.
+        child = Process(target=generate, args=(root, runs, args.epochs, args.codec, args.tb_sample))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"generating {root} failed (exit code {child.exitcode})")
+        sweeps[runs] = root / SWEEP_DIR
     load_before = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     cache = Path(tempfile.mkdtemp(prefix="sweeper-bench-cache-"))

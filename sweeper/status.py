@@ -263,6 +263,11 @@ def _state(attempt: dict, heartbeat: dict, scheduler: str | None, status: TrialS
         return ended
     if beat in well:  # the job wrote its heartbeat but died before its ledger line
         return beat
+    # A packed trial is not its task: a task that COMPLETED without ever starting this trial did not run it.
+    packed_never_started = "pack_index" in attempt and not beat and "first_started_at" not in attempt
+    if scheduler == S.COMPLETED and packed_never_started:
+        status.error = status.error or "its pack's task ended without running it"
+        return S.FAILED
     if scheduler in FINISHED:
         return scheduler
     if beat in (S.FAILED, S.TIMEOUT):

@@ -14,6 +14,7 @@
 # Knobs (environment):
 #   SLURM_NODE_CPUS=8          CPUs the node declares (more than the hardware: many tiny jobs at once)
 #   SLURM_MAX_ARRAY_SIZE=5     MaxArraySize, low on purpose so that tests see sweeps split into several arrays
+#   SLURM_ENFORCE=associations,limits   AccountingStorageEnforce (none: sacctmgr limits are not enforced)
 #   SWEEPER_SLURM_STATE=/var/lib/sweeper-slurm   PIDs and daemon stdout/stderr
 set -euo pipefail
 
@@ -22,6 +23,7 @@ PID_DIR=$STATE_DIR/pids
 LOG_DIR=$STATE_DIR/logs
 NODE_CPUS=${SLURM_NODE_CPUS:-8}
 MAX_ARRAY_SIZE=${SLURM_MAX_ARRAY_SIZE:-5}
+ENFORCE=${SLURM_ENFORCE:-associations,limits}
 CLUSTER=localcluster
 DB_NAME=slurm_acct_db
 DB_PASS=slurmdbpass
@@ -139,6 +141,9 @@ KillWait=5
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
+# Jobs need a valid association, and sacctmgr limits (MaxSubmitJobs, ...) are enforced: sbatch refuses what
+# a real cluster would refuse (tests/test_feeding.py shows it).
+AccountingStorageEnforce=$ENFORCE
 JobCompType=jobcomp/none
 NodeName=$host CPUs=$NODE_CPUS Sockets=1 CoresPerSocket=$NODE_CPUS ThreadsPerCore=1 RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
@@ -302,7 +307,7 @@ stop) cmd_stop ;;
 fresh) cmd_fresh ;;
 status) cmd_status ;;
 *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -268,8 +268,9 @@ def run_with_progress(
     trials = plan.trials
     if not waiting:
         launch.execute(plan, ledger, trials, wait_for_end=False, fresh=fresh, continuing=continuing)
-        arrays = launch.submitted_arrays(ledger, trials)
-        held = launch.held_for_feeding(ledger, trials)
+        records = ledger.records()  # read once: 10k trials take ~0.1 s a read
+        arrays = launch.submitted_arrays(ledger, trials, records)
+        held = launch.held_for_feeding(ledger, trials, records)
         fed = sum(held.values())
         console.print(
             f"submitted {len(trials) - fed} trial(s) as job array(s) {', '.join(arrays) or '(none)'}; "
@@ -333,6 +334,13 @@ def finish(outcome: Outcome | None) -> None:
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
 @click.option("--state", "states", default=None, help="Show only trials in these states (comma-separated).")
 @click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"Every trial's row (of a sweep of more than {views.STATUS_ROWS} trials, that many are shown, "
+    "failed and running ones before others, with the counts of all).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json"]),
@@ -342,11 +350,11 @@ def finish(outcome: Outcome | None) -> None:
 )
 @table_options
 @user_errors
-def status_command(sweep, root, watch, interval, states, fmt, wide, columns):
+def status_command(sweep, root, watch, interval, states, show_all, fmt, wide, columns):
     """Every sweep at a glance, or one sweep's trials (states from one sacct call per refresh)."""
     only = parse_states(states) if states else None
     sweep_dir = resolve_sweep(sweep, root) if sweep is not None else None
-    room = tables.room(console.width, wide, columns)
+    room = tables.room(console.width, wide, columns, None if show_all else views.STATUS_ROWS)
     as_json = fmt == "json"
     degraded = [False]
 

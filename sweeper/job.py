@@ -26,7 +26,6 @@ from typing import Any
 
 import submitit
 
-from sweeper import runs_index
 from sweeper.errors import SweeperError, error_line
 from sweeper.fsutil import atomic_write_json, read_json
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
@@ -320,7 +319,10 @@ def record_end(run: Run, ledger: Ledger, trial_id: str, job_id: str, end: Ending
 
 
 def index_run(run_dir: Path) -> None:
-    """Put the ended run's row into its sweep's runs.parquet; a failure costs a log line (analyze rebuilds)."""
+    """Put the ended run's row into its sweep's runs.parquet; a failure costs a log line (analyze rebuilds).
+    Imported here: pyarrow is the job's, not the launcher's (which imports this module to pickle the job)."""
+    from sweeper import runs_index
+
     try:
         runs_index.record(run_dir)
     except OSError as exc:

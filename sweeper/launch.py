@@ -226,9 +226,9 @@ def wait(
         time.sleep(poll_s)
 
 
-def submitted_arrays(ledger: Ledger, trials: list[Trial]) -> list[str]:
+def submitted_arrays(ledger: Ledger, trials: list[Trial], records: dict | None = None) -> list[str]:
     """The job (array) ids of the latest submission of these trials, in submission order."""
-    records = ledger.records()
+    records = ledger.records() if records is None else records
     arrays: dict[str, None] = {}
     for trial in trials:
         record = records.get(trial.trial_id)
@@ -238,9 +238,9 @@ def submitted_arrays(ledger: Ledger, trials: list[Trial]) -> list[str]:
     return list(arrays)
 
 
-def held_for_feeding(ledger: Ledger, trials: list[Trial]) -> dict[str, int]:
+def held_for_feeding(ledger: Ledger, trials: list[Trial], records: dict | None = None) -> dict[str, int]:
     """Feeder job id -> how many of these trials it holds (those past the cluster's submit limits)."""
-    records = ledger.records()
+    records = ledger.records() if records is None else records
     held: dict[str, int] = {}
     for trial in trials:
         feeder = (records[trial.trial_id].queued or {}).get("feeder") if trial.trial_id in records else None

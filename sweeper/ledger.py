@@ -182,6 +182,19 @@ class Ledger:
                 found = {**segment, "continued_at": list(starts)}
         return found
 
+    def version(self) -> tuple:
+        """(inode, size, mtime) of each file `records()` reads: equal versions, equal records, since these
+        files are only appended to or replaced whole. Lets a reader skip a re-read that would change nothing."""
+        found: list[tuple[int, int, int] | None] = []
+        for name in (TRIALS_FILE, ATTEMPTS_FILE, REVISIONS_FILE, META_FILE, "provenance.json"):
+            try:
+                st = os.stat(self.dir / name)
+            except FileNotFoundError:
+                found.append(None)
+                continue
+            found.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(found)
+
     def records(self) -> dict[str, TrialRecord]:
         """Every trial with its attempts; events of one attempt (same trial and job id) are merged in order."""
         revisions = self.trial_revisions()

@@ -41,19 +41,21 @@ class TableColumn:
 
 @dataclass(frozen=True)
 class Room:
-    """How wide a table may be (None: no limit) and which columns the user asked for (--columns)."""
+    """How wide a table may be (None: no limit), which columns the user asked for (--columns), and how many
+    rows a trial table shows (None: every one; `status` caps a big sweep's table unless --all)."""
 
     width: int | None = None
     columns: tuple[str, ...] | None = None
+    rows: int | None = None
 
 
 NO_LIMIT = Room()
 
 
-def room(console_width: int, wide: bool = False, columns: str | None = None) -> Room:
+def room(console_width: int, wide: bool = False, columns: str | None = None, rows: int | None = None) -> Room:
     """The room of a console made by `console_kwargs`: no limit with --wide or in a pipe without COLUMNS."""
     limited = not wide and console_width < UNLIMITED
-    return Room(console_width if limited else None, parse_columns(columns))
+    return Room(console_width if limited else None, parse_columns(columns), rows)
 
 
 def console_kwargs(is_terminal: bool) -> dict:

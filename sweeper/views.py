@@ -14,7 +14,7 @@ from rich.text import Text
 from sweeper.display import STATE_STYLES, duration, format_value, metric_value, num, short_names
 from sweeper.kinds.base import Counts, Lines, OverviewRow, Rows, StudyTable, TrialTable
 from sweeper.ledger import Ledger
-from sweeper.states import FAILURES
+from sweeper.states import FAILURES, TrialState
 from sweeper.status import Refresh, TrialStatus
 from sweeper.tables import NO_LIMIT, Room, TableColumn, fitted_table
 
@@ -226,6 +226,9 @@ def _source_json(result: Refresh) -> dict[str, Any]:
     return {"source": result.source, "warning": result.warning, "degraded": result.degraded}
 
 
+STATUS_ROWS = 50  # `sweeper status` of a bigger sweep shows this many trials (and the counts) unless --all
+
+
 # -- the sweep kinds' parts --------------------------------------------------------------------------------
 @singledispatch
 def part(item: Any, room: Room = NO_LIMIT) -> Any:
@@ -235,7 +238,21 @@ def part(item: Any, room: Room = NO_LIMIT) -> Any:
 
 @part.register
 def _(item: TrialTable, room: Room = NO_LIMIT) -> Any:
-    return status_table(item.statuses, item.title, item.metric, room)
+    shown = summarized(item.statuses, room.rows)
+    table = status_table(shown, item.title, item.metric, room)
+    if len(shown) == len(item.statuses):
+        return table
+    more = f"... {len(item.statuses) - len(shown)} more trial(s) not shown (counts below): --all shows every"
+    return Renderables(table, Text(f"{more} trial, --state picks some", style="dim"))
+
+
+def summarized(statuses: Sequence[TrialStatus], rows: int | None) -> Sequence[TrialStatus]:
+    """At most `rows` of the trials, in their order: those that failed or run first, then the others."""
+    if rows is None or len(statuses) <= rows:
+        return statuses
+    first = [i for i, s in enumerate(statuses) if s.state in FAILURES or s.state == TrialState.RUNNING]
+    rest = [i for i, s in enumerate(statuses) if not (s.state in FAILURES or s.state == TrialState.RUNNING)]
+    return [statuses[i] for i in sorted((first + rest)[:rows])]
 
 
 @part.register

@@ -64,6 +64,21 @@ def curve(config: dict, run) -> None:
             raise TrialPruned(f"pruned at epoch {epoch}")
 
 
+def pruned_at(config: dict, run) -> None:
+    """slow_counter that gives itself up (TrialPruned) at epoch `prune_epoch` when its lr is `prune_lr`, as a
+    trial of a sweep with its own stopping rule does."""
+    from sweeper import TrialPruned
+
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(config.get("sleep", 0.2))
+        run.log(
+            epoch, {"train/loss": 1.0 / epoch, "valid/loss": 1.0 / epoch, "valid/acc": 0.5, "train/acc": 0.5}
+        )
+        run.save_checkpoint({"epoch": epoch})
+        if config["lr"] == config.get("prune_lr") and epoch == config["prune_epoch"]:
+            raise TrialPruned(f"pruned at epoch {epoch}")
+
+
 def growing_checkpoint(config: dict, run) -> None:
     """Each epoch's checkpoint is `grow` MB bigger than the last (to fill a small disk)."""
     for epoch in range(1, config["epochs"] + 1):

@@ -305,3 +305,29 @@ def test_fitted_tables_fit_the_width_they_are_given(n_rows):
             assert all(len(line.rstrip()) <= width for line in lines if "not shown" not in line), lines
         if "note" not in shown:
             assert "  a_long_trial_name_1: note 1" in lines  # a dropped detail column is printed below
+
+
+def test_the_trial_table_of_a_big_sweep_is_summarized_unless_every_row_is_asked_for():
+    from rich.console import Console
+
+    from sweeper import views
+    from sweeper.kinds.base import TrialTable
+    from sweeper.status import TrialStatus
+    from sweeper.tables import Room
+
+    statuses = [
+        TrialStatus(f"i={i}-s0", f"i={i}", {"i": i}, 0, "FAILED" if i == 150 else "PENDING")
+        for i in range(250)
+    ]
+
+    def shown(rows: int | None) -> set[int]:
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(views.part(TrialTable(statuses), Room(rows=rows)))
+        text = console.export_text()
+        assert (f"{250 - views.STATUS_ROWS} more trial(s) not shown" in text) == (rows is not None), text[
+            -300:
+        ]
+        return {int(i) for i in re.findall(r"i=(\d+)-s0", text)}
+
+    assert shown(views.STATUS_ROWS) == {*range(views.STATUS_ROWS - 1), 150}  # the failed one, then in order
+    assert shown(None) == set(range(250))

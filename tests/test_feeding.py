@@ -108,6 +108,12 @@ def submitted_per_trial(sweep: Path) -> dict[str, int]:
     return counts
 
 
+def bare_submission(account: str, tasks: int) -> subprocess.CompletedProcess:
+    """A held array on the account, submitted with plain sbatch (the fixture cancels it)."""
+    argv = ["sbatch", "--parsable", "--hold", "-A", account, f"--array=0-{tasks - 1}", "--output=/dev/null"]
+    return subprocess.run([*argv, "--wrap", "true"], capture_output=True, text=True)
+
+
 @pytest.mark.slurm
 def test_forty_trials_under_a_limit_of_eight_are_fed_and_all_complete(tmp_path, cli, limited_account):
     end = json.dumps("echo {counts} >> {sweep_dir}/../end.log")
@@ -136,6 +142,14 @@ def test_forty_trials_under_a_limit_of_eight_are_fed_and_all_complete(tmp_path, 
     assert "sbatch failed" not in logs and "Traceback" not in logs
     assert logs.count("feeder ") >= 5  # 34 trials in parts of at most 5
     assert (tmp_path / "runs" / "fed" / "end.log").read_text() == "COMPLETED 40\n"
+
+    # The cluster enforces the limit (AccountingStorageEnforce=limits): plain sbatch past it is refused,
+    # which sweeper never met above.
+    wait_for(lambda: queued_in(limited_account) == 0, 120, "the account's queue to empty")
+    assert bare_submission(limited_account, 5).returncode == 0  # arrays of MaxArraySize (5) at most
+    assert bare_submission(limited_account, LIMIT - 5).returncode == 0  # the limit is reached
+    refused = bare_submission(limited_account, 1)
+    assert refused.returncode != 0 and "job submit limit" in refused.stderr, refused.stderr
 
 
 @pytest.mark.slurm

@@ -223,3 +223,16 @@ def test_grow_an_optuna_search_by_its_budget_in_the_same_study(tmp_path, cli):
     refused = cli("launch", "narrow.yaml", "--into", "opt", "--trials", "9", check=False)
     assert refused.returncode == 1 and "may only widen" in refused.stderr
     assert len(Ledger(sweep).revisions()) == 2
+
+
+def test_the_ledger_version_changes_with_every_write_records_would_see(tmp_path, cli, grown_sweep):
+    # status reuses the records it read before asking the scheduler when the version is unchanged
+    ledger = Ledger(grown_sweep)
+    before = ledger.version()
+    assert Ledger(grown_sweep).version() == before  # reading changes nothing
+    ledger.append({"event": "note", "trial_id": "x"})
+    appended = ledger.version()
+    assert appended != before
+    grid_spec(tmp_path, "[0.0, 0.1, 0.2]", "[0]")
+    cli("launch", "spec.yaml", "--executor", "local", "--into", "tiny")
+    assert ledger.version() != appended  # a growth: new trials and a revision

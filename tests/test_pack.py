@@ -94,6 +94,35 @@ def test_a_packed_sweep_runs_every_trial_in_its_own_run_dir_one_job_per_pack(tmp
         assert len({heartbeat(d)["pid"] for d in dirs.values()}) == 2
 
 
+def test_a_pruned_trial_of_a_sequential_pack_gives_its_slot_to_the_next_trial_of_the_pack(tmp_path, cli):
+    write_spec(
+        tmp_path,
+        """
+        name: packprune
+        entrypoint: jobfns:pruned_at
+        base: {epochs: 3, sleep: 0.2, lr: 0.0, prune_lr: 2, prune_epoch: 1}
+        grid: {lr: [1, 2, 3]}
+        launch: {profile: local, pack: 3, pack_mode: sequential}
+        """,
+    )
+    cli("launch", "spec.yaml")
+    sweep = (tmp_path / "runs" / "packprune" / "latest").resolve()
+    wait_for(lambda: not {"RUNNING", "PENDING"} & set(states(sweep).values()), 300, "the pack's end", poll=2)
+    assert states(sweep) == {"lr=1-s0": "COMPLETED", "lr=2-s0": "PRUNED", "lr=3-s0": "COMPLETED"}
+    attempts = {t: r.latest for t, r in Ledger(sweep).records().items()}
+    (task,) = {a["job_id"] for a in attempts.values()}  # one array task ran all three, in pack order
+    assert [attempts[t]["pack_index"] for t in ("lr=1-s0", "lr=2-s0", "lr=3-s0")] == [0, 1, 2]
+    assert (
+        attempts["lr=3-s0"].get("first_started_at", 0) >= attempts["lr=2-s0"]["ended_at"]
+    )  # after the prune
+    dirs = run_dirs(sweep)
+    assert {PACKED_DIR.match(d.name).group(1) for d in dirs.values()} == {task}
+    assert len({heartbeat(d)["pid"] for d in dirs.values()}) == 1  # the same process, trial after trial
+    assert epochs(dirs["lr=2-s0"]) == [1] and epochs(dirs["lr=3-s0"]) == [1, 2, 3]
+    assert heartbeat(dirs["lr=2-s0"])["state"] == "PRUNED"
+    wait_for(lambda: {r["State"] for r in sacct([task])} == {"COMPLETED"}, 60, "the task COMPLETED in sacct")
+
+
 def test_kill_9_of_one_packed_trial_fails_that_trial_only_and_retry_resumes_it_alone(tmp_path, cli):
     write_spec(
         tmp_path,

@@ -109,13 +109,14 @@ class SlurmBackend(Backend):
     def prepare(self, spec: SweepSpec, res: Resources, n_trials: int, query_cluster: bool) -> None:
         if query_cluster:
             try:
-                res.max_array_size = slurm_commands.max_array_size()
+                config = slurm_commands.cluster_config()  # once: MaxArraySize and MaxJobCount
+                res.max_array_size = slurm_commands.max_array_size(config)
             except SchedulerError as exc:
                 res.cluster_error = str(exc)
             if res.cluster_error is None:
                 slurm = spec.launch.slurm
                 res.limits = slurm_limits.read_limits(
-                    slurm.account, slurm.qos, slurm.partition, slurm.max_submit_jobs
+                    slurm.account, slurm.qos, slurm.partition, slurm.max_submit_jobs, config
                 )
         res.n_trials = n_trials
         tasks = -(-n_trials // spec.launch.pack)

@@ -172,9 +172,9 @@ def cluster_config() -> dict[str, str]:
     return config
 
 
-def max_array_size() -> int:
+def max_array_size(config: dict[str, str] | None = None) -> int:
     """The cluster's MaxArraySize: array task ids must be below it, so no array may have more tasks."""
-    value = cluster_config().get("MaxArraySize", "1001")
+    value = (config or cluster_config()).get("MaxArraySize", "1001")
     try:
         return int(value)
     except ValueError:

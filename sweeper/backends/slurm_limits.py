@@ -72,15 +72,14 @@ def _sacctmgr(args: list[str]) -> list[list[str]]:
 
 def association(user: str, account: str | None, partition: str | None) -> dict[str, str] | None:
     """The user's association row (the given account's, else the user's default account's), the one of
-    the partition if it has its own, else the account-wide one."""
+    the partition if it has its own, else the account-wide one. One sacctmgr call: the user's default
+    account comes with its associations (`show user withassoc`)."""
+    fields = ["DefaultAccount", *ASSOC_FIELDS.split(",")]
+    found = _sacctmgr(["user", user, "withassoc", f"format={','.join(fields)}"])
+    rows = [dict(zip(fields, r, strict=False)) for r in found]
     if account is None:
-        rows = _sacctmgr(["user", user, "format=DefaultAccount"])
-        account = rows[0][0].strip() if rows and rows[0][0].strip() else None
-    where = [f"user={user}"] + ([f"account={account}"] if account else [])
-    rows = [
-        dict(zip(ASSOC_FIELDS.split(","), r, strict=False))
-        for r in _sacctmgr(["assoc", "where", *where, f"format={ASSOC_FIELDS}"])
-    ]
+        account = rows[0]["DefaultAccount"].strip() if rows and rows[0]["DefaultAccount"].strip() else None
+    rows = [r for r in rows if account is None or r.get("Account") == account]
     own = [r for r in rows if partition and r.get("Partition") == partition]
     general = [r for r in rows if not r.get("Partition")]
     chosen = (own or general or rows or [None])[0]
@@ -88,9 +87,14 @@ def association(user: str, account: str | None, partition: str | None) -> dict[s
 
 
 def read_limits(
-    account: str | None, qos: str | None, partition: str | None, profile_max: int | None
+    account: str | None,
+    qos: str | None,
+    partition: str | None,
+    profile_max: int | None,
+    config: dict[str, str] | None = None,
 ) -> SubmitLimits:
-    """The limits that apply to this user's jobs of that account/QOS/partition, with what is queued now."""
+    """The limits that apply to this user's jobs of that account/QOS/partition, with what is queued now.
+    `config`: `scontrol show config` where the caller has read it already."""
     user = getpass.getuser()
     limits = SubmitLimits()
     try:
@@ -116,7 +120,7 @@ def read_limits(
     except SchedulerError as exc:
         limits.problems.append(str(exc))
     try:
-        count = _number(slurm_commands.cluster_config().get("MaxJobCount"))
+        count = _number((config or slurm_commands.cluster_config()).get("MaxJobCount"))
         if count is not None:
             limits.submit.append(Limit("MaxJobCount of the cluster", count))
     except SchedulerError as exc:

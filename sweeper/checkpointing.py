@@ -81,6 +81,14 @@ class BackgroundWriter:
 _EXECUTOR: tuple[int, ThreadPoolExecutor] | None = None  # (the pid it was made in, the executor)
 
 
+def drain() -> None:
+    """Block until every write queued in this process so far has ended (whichever writer queued it):
+    the thread runs them in order, so a no-op's turn comes after them. A second Run of the same run dir
+    in one process (a retry, a test) reads last.pt only after the first Run's write has landed."""
+    if _EXECUTOR is not None and _EXECUTOR[0] == os.getpid():
+        _EXECUTOR[1].submit(lambda: None).result()
+
+
 def _executor() -> ThreadPoolExecutor:
     global _EXECUTOR
     if _EXECUTOR is None or _EXECUTOR[0] != os.getpid():  # a forked child has the object, not the thread

@@ -265,7 +265,10 @@ class Run:
         """The state of the last checkpoint of this run dir (after a requeue or retry), else None."""
         import torch
 
+        from sweeper.checkpointing import drain
+
         self.wait_for_checkpoint()
+        drain()  # another Run of this process may still be writing this dir's last.pt
         path = self.run_dir / LAST_CHECKPOINT
         if not path.exists():
             self.metrics.restore([])

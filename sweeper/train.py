@@ -308,6 +308,7 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
         reference = (data.x_train, data.y_train)
         test = evaluate(model, data.x_test, data.y_test, cfg.eval, autocast, TEST_METRICS, reference)
         run.summary({f"test/{name}": value for name, value in test.items()})
+    run.wait_for_checkpoint()  # when train returns, last.pt (and best.pt) of its last epoch are on disk
     return {"best": best.best, "best_epoch": best.best_epoch, "objective": objective}
 
 

@@ -39,3 +39,21 @@ def test_a_failed_background_write_is_raised_before_the_next_epoch_is_recorded(t
     assert pq.read_table(tmp_path / "metrics.parquet").column("epoch").to_pylist() == [1, 2]
     assert Run(tmp_path, {"epochs": 3}, tensorboard=False).load_checkpoint() == {"epoch": 1}
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_second_run_of_the_dir_reads_last_pt_after_the_first_runs_write_has_landed(tmp_path):
+    """A retry or a `train` call in the same process makes a new Run of the same dir while the first
+    Run's last write may still be queued: its load waits for every write of the process, not only its own."""
+    import threading
+
+    from sweeper import checkpointing
+
+    first = Run(tmp_path, {"epochs": 2}, tensorboard=False)
+    first.log(1, {"train/loss": 1.0})
+    busy = threading.Event()
+    checkpointing._executor().submit(busy.wait)  # the writer thread is held: the next write queues behind it
+    first.save_checkpoint({"epoch": 1})
+    threading.Timer(1.0, busy.set).start()  # a load that does not wait returns long before this
+    assert not (tmp_path / "last.pt").exists()
+    assert Run(tmp_path, {"epochs": 2}, tensorboard=False).load_checkpoint() == {"epoch": 1}
+    first.close()

@@ -133,6 +133,8 @@ PRUNERS = {
     "successive_halving": "SuccessiveHalvingPruner",
     "hyperband": "HyperbandPruner",
     "wilcoxon": "WilcoxonPruner",
+    "percentile": "PercentilePruner",
+    "threshold": "ThresholdPruner",
     "none": "NopPruner",
 }
 PRIMITIVE = (str, int, float, bool, type(None))

@@ -173,6 +173,7 @@ class TuneWorker(JobBase):
         # The pruner sees the seeds one after the other on one step axis: seed k's epoch e is step k*epochs + e,
         # so a trial can be stopped during any seed, and trials are compared at the same seed and epoch.
         epochs_per_seed = spec.base.get("epochs") if isinstance(spec.base.get("epochs"), int) else None
+        last_step = epochs_per_seed * len(spec.seeds) if epochs_per_seed else None
         values = []
         run_dirs: dict[str, str] = dict(trial.user_attrs.get("run_dirs") or {})
         for position, seed in enumerate(spec.seeds):
@@ -211,7 +212,9 @@ class TuneWorker(JobBase):
                 # compares what will be compared in the end, not one noisy epoch.
                 best_so_far[:] = [objective.better(best_so_far[0], value)] if best_so_far else [value]
                 trial.report(best_so_far[0], offset + epoch)
-                return trial.should_prune()
+                # At the trial's last step its budget is spent: pruning now saves no epoch and only loses
+                # its value (a median pruner would stop a trial at its last epoch otherwise).
+                return offset + epoch != last_step and trial.should_prune()
 
             run = Run(
                 run_dir,

@@ -130,6 +130,34 @@ def test_seeds_are_averaged_and_never_searched(tmp_path, cli):
         assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize(
+    "seeds, state, steps",
+    [
+        ("[0]", TrialState.COMPLETE, [1, 2, 3, 4]),  # the trial's last step: nothing left to save
+        ("[0, 1]", TrialState.PRUNED, [1, 2, 3, 4]),  # seed 0's last epoch: seed 1 is saved
+    ],
+)
+def test_a_trial_is_never_pruned_at_its_last_step(tmp_path, cli, seeds, state, steps):
+    # A threshold no accuracy reaches: the pruner says prune from step 4 on (its warmup ends there).
+    search_spec(tmp_path, name="last", n_trials=2, workers=1, seeds=seeds, epochs=4)
+    write_spec(
+        tmp_path,
+        (tmp_path / "spec.yaml")
+        .read_text()
+        .replace(
+            "name: median, n_startup_trials: 1, n_warmup_steps: 1",
+            "name: threshold, lower: 2.0, n_warmup_steps: 4",
+        ),
+    )
+    cli("launch", "spec.yaml", "--executor", "local")
+    _, study = study_of(tmp_path, "last")
+    trials = study.get_trials()
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial.state == state and sorted(trial.intermediate_values) == steps
+        assert (trial.value is not None) == (state == TrialState.COMPLETE)
+
+
 def test_killed_worker_leaves_no_running_trial_and_its_params_are_retried_once(tmp_path, cli):
     search_spec(tmp_path, name="kill", epochs=30, sleep=0.2, n_trials=2, workers=1)
     launcher = start_cli(tmp_path, "launch", "spec.yaml", "--executor", "local")

@@ -18,7 +18,7 @@ inside it, bare and wrapped alike:
              rewritten) and per second (the polling of the launcher, submitit's controller and the job).
              A program that sleeps prints 1 or N lines over the same T seconds, or 1 line over 2T: the CPU
              time of the whole process tree (RUSAGE_CHILDREN) minus the same program's bare; N lines minus 1
-             line over T gives the cost per epoch, 2T minus T the cost per second. On a machine whose
+             line over T gives the cost per epoch, 2T minus T the cost per second (cold jobs: see cpu_costs). On a machine whose
              cores are all busy (the worst case: the program shares its core with all of sweeper's work)
              an epoch of E seconds is slowed by at most per_epoch / E + per_second; the epoch length at
              which that bound is 2% is printed. While a core is free, none of it is wall time.
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import statistics
@@ -122,7 +123,7 @@ def cpu_of(run) -> float:
     return children_cpu() - before
 
 
-def wrapped(work_dir: Path, name: str) -> float:
+def wrapped(work_dir: Path, name: str, env: dict[str, str] | None = None) -> float:
     """Launch the sweep; the wall time it took."""
     start = time.perf_counter()
     subprocess.run(
@@ -130,6 +131,7 @@ def wrapped(work_dir: Path, name: str) -> float:
         cwd=work_dir,
         check=True,
         capture_output=True,
+        env=env,
     )
     return time.perf_counter() - start
 
@@ -160,13 +162,17 @@ def wrapped_epoch_time(work_dir: Path, name: str) -> float:
 def cpu_costs(work_dir: Path, pairs: int, seconds: float, epochs: int) -> tuple[list[float], list[float]]:
     """Per pair: sweeper's CPU seconds per epoch and per second of a trial (see the module docstring)."""
     (work_dir / "sleeper.py").write_text(SLEEPER)
+    # Cold jobs: the warm-job zygote imports torch and pyarrow once per launch (seconds of CPU that vary by
+    # tenths from launch to launch), a per-launch cost that would drown the per-epoch and per-second
+    # differences measured here; the code a trial runs per epoch and per second is the same either way.
+    cold = {**os.environ, "SWEEPER_ZYGOTE": "off"}
     per_epoch, per_second = [], []
     for pair in range(pairs):
         extra = {}
         for name, lines, wall in (("few", 1, seconds), ("many", epochs, seconds), ("long", 1, 2 * seconds)):
             run_name = f"cpu_{name}{pair}"
             spec(work_dir, run_name, lines, wall, 1, program="sleeper.py")
-            inside = cpu_of(lambda run_name=run_name: wrapped(work_dir, run_name))
+            inside = cpu_of(lambda run_name=run_name: wrapped(work_dir, run_name, cold))
             outside = cpu_of(
                 lambda lines=lines, wall=wall: subprocess.run(
                     [sys.executable, "sleeper.py", str(lines), str(wall)],

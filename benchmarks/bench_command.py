@@ -18,8 +18,8 @@ inside it, bare and wrapped alike:
              rewritten) and per second (the polling of the launcher, submitit's controller and the job).
              A program that sleeps prints 1 or N lines over the same T seconds, or 1 line over 2T: the CPU
              time of the whole process tree (RUSAGE_CHILDREN) minus the same program's bare; N lines minus 1
-             line over T gives the cost per epoch, 2T minus T the cost per second (cold jobs: see cpu_costs). On a machine whose
-             cores are all busy (the worst case: the program shares its core with all of sweeper's work)
+             line over T gives the cost per epoch, 2T minus T the cost per second (cold jobs: see
+             cpu_costs). On a machine whose cores are all busy (the worst case: the program shares its core with all of sweeper's work)
              an epoch of E seconds is slowed by at most per_epoch / E + per_second; the epoch length at
              which that bound is 2% is printed. While a core is free, none of it is wall time.
   start-up   the job's own start-up: from submitit's first log line in the job process (the interpreter

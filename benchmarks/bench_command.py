@@ -15,13 +15,17 @@ inside it, bare and wrapped alike:
   CPU        what sweeper spends in CPU time, robust to this machine's speed changing by tens of percent
              from one run to the next (which the wall ratios above suffer), split into its two kinds: per
              epoch (a line read, parsed, copied to the logs; metrics.parquet, TensorBoard and status.json
-             rewritten) and per second (the polling of the launcher, submitit's controller and the job).
-             A program that sleeps prints 1 or N lines over the same T seconds, or 1 line over 2T: the CPU
-             time of the whole process tree (RUSAGE_CHILDREN) minus the same program's bare; N lines minus 1
-             line over T gives the cost per epoch, 2T minus T the cost per second (cold jobs: see
-             cpu_costs). On a machine whose cores are all busy (the worst case: the program shares its core with all of sweeper's work)
-             an epoch of E seconds is slowed by at most per_epoch / E + per_second; the epoch length at
-             which that bound is 2% is printed. While a core is free, none of it is wall time.
+             rewritten) and per second (the polling of the launcher and the job). A program that sleeps T
+             seconds prints 1 line (idle) or N lines (busy); over the middle of its run (its first and last
+             second left out, so no start-up or end is in it) the CPU time of every thread of the launch's
+             process tree except the program's (/proc/<pid>/task/*/schedstat, in ns) per second of wall
+             time: idle is the cost per second, busy minus idle times T/N the cost per epoch. (An earlier
+             method subtracted whole runs' CPU times, RUSAGE_CHILDREN: each launch's ~1.15 s of imports
+             varied by a tenth from run to run, more than the per-second cost over T, and came out
+             negative.) On a machine whose cores are all busy (the worst case: the program shares its core
+             with all of sweeper's work) an epoch of E seconds is slowed by at most per_epoch / E +
+             per_second; the epoch length at which that bound is 2% is printed. While a core is free, none
+             of it is wall time.
   start-up   the job's own start-up: from submitit's first log line in the job process (the interpreter
              and submitit are up) to the program's first instruction (unpickling the job, sweeper's imports,
              the run dir, config files, the process group). Target: under 0.5 s.
@@ -36,7 +40,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -111,16 +114,45 @@ def spec(work_dir: Path, name: str, epochs: int, work: float, trials: int, progr
     return path
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def tree(root: int) -> list[int]:
+    """root and every process descended from it, from /proc."""
+    parent_of = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent_of[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parent_of.items() if parent in frontier]
+        found += frontier
+    return found
 
 
-def cpu_of(run) -> float:
-    """CPU seconds of a command's whole process tree (its processes are all reaped when it returns)."""
-    before = children_cpu()
-    run()
-    return children_cpu() - before
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time (ns) the processes' threads have run, from each thread's schedstat."""
+    total = 0
+    for pid in pids:
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                    total += int(handle.read().split()[0])
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def program_pid(pids: list[int], program: str) -> int | None:
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if program.encode() in handle.read():
+                    return pid
+        except OSError:
+            continue
+    return None
 
 
 def wrapped(work_dir: Path, name: str, env: dict[str, str] | None = None) -> float:
@@ -159,31 +191,48 @@ def wrapped_epoch_time(work_dir: Path, name: str) -> float:
     return epoch_times(pq.read_table(metrics).column("clock").to_pylist())
 
 
+def steady_cpu(work_dir: Path, name: str, env: dict[str, str], seconds: float) -> tuple[float, float]:
+    """Launch the sweep and, while its program runs, the CPU seconds per second that the launch's process
+    tree minus the program spends, over the middle of the program's run (its first and last second left
+    out, so neither the start-up nor the end of the trial is in it); and the window's length."""
+    launch = subprocess.Popen(
+        [*SWEEPER, "launch", f"{name}.yaml", "--executor", "local"],
+        cwd=work_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    program = None
+    while program is None and launch.poll() is None:
+        time.sleep(0.02)
+        program = program_pid(tree(launch.pid), "sleeper.py")
+    if program is None:
+        raise SystemExit(f"{name}: the program never started")
+    time.sleep(1.0)
+    pids = [pid for pid in tree(launch.pid) if pid != program]
+    first, started = cpu_ns(pids), time.perf_counter()
+    time.sleep(seconds - 2.0)
+    last, window = cpu_ns(pids), time.perf_counter() - started
+    if launch.wait() != 0:
+        raise SystemExit(f"{name}: launch exited {launch.returncode}")
+    return (last - first) / 1e9 / window, window
+
+
 def cpu_costs(work_dir: Path, pairs: int, seconds: float, epochs: int) -> tuple[list[float], list[float]]:
     """Per pair: sweeper's CPU seconds per epoch and per second of a trial (see the module docstring)."""
     (work_dir / "sleeper.py").write_text(SLEEPER)
-    # Cold jobs: the warm-job zygote imports torch and pyarrow once per launch (seconds of CPU that vary by
-    # tenths from launch to launch), a per-launch cost that would drown the per-epoch and per-second
-    # differences measured here; the code a trial runs per epoch and per second is the same either way.
+    # Cold jobs, so that the job's process tree is the launch's (the warm-job zygote forks them elsewhere);
+    # the code a trial runs per epoch and per second is the same either way.
     cold = {**os.environ, "SWEEPER_ZYGOTE": "off"}
     per_epoch, per_second = [], []
     for pair in range(pairs):
-        extra = {}
-        for name, lines, wall in (("few", 1, seconds), ("many", epochs, seconds), ("long", 1, 2 * seconds)):
+        rate = {}
+        for name, lines in (("idle", 1), ("busy", epochs)):
             run_name = f"cpu_{name}{pair}"
-            spec(work_dir, run_name, lines, wall, 1, program="sleeper.py")
-            inside = cpu_of(lambda run_name=run_name: wrapped(work_dir, run_name, cold))
-            outside = cpu_of(
-                lambda lines=lines, wall=wall: subprocess.run(
-                    [sys.executable, "sleeper.py", str(lines), str(wall)],
-                    cwd=work_dir,
-                    stdout=subprocess.DEVNULL,
-                    check=True,
-                )
-            )
-            extra[name] = inside - outside
-        per_epoch.append((extra["many"] - extra["few"]) / (epochs - 1))
-        per_second.append((extra["long"] - extra["few"]) / seconds)
+            spec(work_dir, run_name, lines, seconds, 1, program="sleeper.py")
+            rate[name], _ = steady_cpu(work_dir, run_name, cold, seconds)
+        per_second.append(rate["idle"])
+        per_epoch.append((rate["busy"] - rate["idle"]) * seconds / epochs)
     return per_epoch, per_second
 
 

@@ -36,6 +36,8 @@ MIRROR_DIR = "tb"  # the job's TensorBoard mirror of a command trial, never read
 POLL_S = 0.25  # metric files are polled this often
 HEARTBEAT_S = 30.0  # status.json is touched this often while the program prints nothing
 MAX_LINE_BYTES = 1 << 16  # of a longer line, the rest is dropped (a metrics line is far shorter)
+END_QUIET_S = 5.0  # after the program exited, a pipe still open but silent this long is given up
+END_READ_S = 60.0  # and lines still coming after this long (something it started) are not waited for
 QUEUED_LINES = 1024  # lines read ahead of the main loop (at most 64 MiB); a flood then waits on the pipe
 STDERR_TAIL = 20
 
@@ -89,6 +91,7 @@ class CommandRunner:
         self.source: metric_sources.MetricSource | None = None
         self.job_log: IO[str] | None = None
         self.readers: list[threading.Thread] = []
+        self.open_streams = 0  # the program's pipes not yet read to their end
 
     # -- the command line and the environment ---------------------------------------------------------
     def argv(self) -> list[str]:
@@ -142,7 +145,7 @@ class CommandRunner:
         self.source = source = make_source(self.spec.metrics, self.run_dir)
         log.info("command: %s (cwd %s)%s", shlex.join(argv), self.spec.cwd, " resuming" if resumed else "")
         self.run_.add_stop_hook(self._on_requeue)
-        with open(self.run_dir / "job.log", "a", buffering=1, errors="replace") as job_log:
+        with open(self.run_dir / "job.log", "a", errors="replace") as job_log:
             self.job_log = job_log
             try:
                 self.process = subprocess.Popen(
@@ -163,18 +166,25 @@ class CommandRunner:
             ]
             for reader in self.readers:
                 reader.start()
+            self.open_streams = len(self.readers)
             try:
-                self._follow(source, job_log)
+                self._follow()
                 self._finish_reading()
             finally:
                 self._stop(signal.SIGTERM, "the job ended")
         self._verdict(self.process.returncode, source)
 
     def _finish_reading(self) -> None:
-        """After the program exited: the lines still in the pipes, then the sources' last rows."""
-        for reader in self.readers:
-            reader.join(timeout=5)
-        self._drain(self.source, self.job_log)
+        """After the program exited: every line it printed, up to the end of both pipes (thousands may be
+        queued behind a fast printer, its metrics among the last), then the sources' last rows. A pipe held
+        open by something the program left running is given up once it is quiet for END_QUIET_S."""
+        started = quiet_since = time.monotonic()
+        while self.open_streams and time.monotonic() - started < END_READ_S:
+            if self._take(0.1):
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= END_QUIET_S:
+                break
+        self.job_log.flush()
         self._report(self.source.poll(final=True), self.source)
 
     def _restore(self) -> bool:
@@ -195,20 +205,19 @@ class CommandRunner:
             rest_of_long_line = not complete
         self.lines.put((which, None))
 
-    def _follow(self, source, job_log) -> None:
+    def _follow(self) -> None:
         """Until the program exits: copy its lines, report its metrics, stop it when the pruner says so."""
         last_poll = last_beat = time.monotonic()
         while self.process.poll() is None:
-            try:
-                which, line = self.lines.get(timeout=POLL_S)
-                if line is not None:
-                    self._line(which, line, source, job_log)
-            except queue.Empty:
-                pass
+            if self._take(POLL_S):
+                for _ in range(QUEUED_LINES):  # what else is queued, without polling between lines
+                    if not self._take(0):
+                        break
+                self.job_log.flush()  # once a burst is copied: job.log is behind the program by one burst at most
             now = time.monotonic()
             if now - last_poll >= POLL_S:
                 last_poll = now
-                self._report(source.poll(), source)
+                self._report(self.source.poll(), self.source)
             if now - last_beat >= HEARTBEAT_S:
                 last_beat = now
                 self.run_.set_state(TrialState.RUNNING)
@@ -216,23 +225,26 @@ class CommandRunner:
                 self._stop(signal.SIGTERM, "pruned")
                 raise TrialPruned(f"pruned at epoch {self.run_.metrics.last_epoch}")
 
-    def _drain(self, source, job_log) -> None:
-        while True:
-            try:
-                which, line = self.lines.get_nowait()
-            except queue.Empty:
-                return
-            if line is not None:
-                self._line(which, line, source, job_log)
+    def _take(self, timeout: float) -> bool:
+        """Handle the next line the readers queued (or a stream's end); False if none came in `timeout`."""
+        try:
+            which, line = self.lines.get(timeout=timeout) if timeout else self.lines.get_nowait()
+        except queue.Empty:
+            return False
+        if line is None:
+            self.open_streams -= 1
+        else:
+            self._line(which, line)
+        return True
 
-    def _line(self, which: str, line: str, source, job_log) -> None:
-        job_log.write(line if line.endswith("\n") else line + "\n")
+    def _line(self, which: str, line: str) -> None:
+        self.job_log.write(line if line.endswith("\n") else line + "\n")
         (sys.stdout if which == "out" else sys.stderr).write(line)
         if which == "err":
             if line.strip():
                 self.stderr_tail.append(line.strip())
             return
-        self._report(source.feed_line(line), source)
+        self._report(self.source.feed_line(line), self.source)
 
     def _report(self, rows: list[metric_sources.Row], source) -> None:
         """Each row is the epoch's latest word: an epoch seen before (the program restarted) is rewritten."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -71,8 +72,9 @@ def run_cli(
     return result
 
 
-def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
-    """`sweeper ARGS` started in the background (a launcher to kill, retries to race), output captured."""
+def start_cli(cwd: Path, *args: str, sigint_ignored: bool = False) -> subprocess.Popen:
+    """`sweeper ARGS` started in the background (a launcher to kill, retries to race), output captured.
+    sigint_ignored: as a non-interactive shell starts `cmd &` (SIGINT ignored, inherited by its children)."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweeper.cli", *args],
         cwd=cwd,
@@ -80,6 +82,7 @@ def start_cli(cwd: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None,
     )
 
 

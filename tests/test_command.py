@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from sweeper.ledger import Ledger
+from sweeper.process import pid_alive
 from tests.conftest import cli_env, start_cli, wait_for, write_spec
 
 PROG = Path(__file__).parent / "progs" / "fake_train.py"
@@ -212,12 +213,16 @@ def test_a_search_over_a_command_prunes_by_killing_the_program_and_spends_the_bu
     assert not leftover
 
 
-def test_cancel_stops_the_programs_process_group(tmp_path, cli):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "nohup-and-ampersand"])
+def test_cancel_stops_the_programs_process_group(tmp_path, cli, sigint_ignored):
     command_spec(tmp_path, "stop", args=', "--sleep=1", "--checkpoint"', grid="optim.lr: [0.3]")
     (tmp_path / "stop.yaml").write_text(
         (tmp_path / "stop.yaml").read_text().replace("epochs: 4", "epochs: 600")
     )
-    launcher = start_cli(tmp_path, "launch", "stop.yaml", "--executor", "local")
+    # A launcher started by a script in the background has SIGINT ignored, which its jobs would inherit.
+    launcher = start_cli(
+        tmp_path, "launch", "stop.yaml", "--executor", "local", sigint_ignored=sigint_ignored
+    )
     try:
         sweep = wait_for(
             lambda: (tmp_path / "runs/stop/latest").exists() and sweep_of(tmp_path, "stop"), 60, "sweep"
@@ -227,7 +232,8 @@ def test_cancel_stops_the_programs_process_group(tmp_path, cli):
         status = pid_file.parent / "status.json"
         wait_for(lambda: json.loads(status.read_text()).get("epoch", 0) >= 2, 60, "epoch 2")
         cli("cancel", "stop")
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "the program gone")
+        # (pid_alive: a zombie is gone, as an orphan stays under an init that does not reap)
+        wait_for(lambda: not pid_alive(pid), 30, "the program gone")
         launcher.wait(timeout=60)
     finally:
         launcher.kill()
@@ -247,8 +253,8 @@ def test_a_program_flooding_stdout_costs_no_memory_and_a_bounded_log(tmp_path):
             env=cli_env(),
             capture_output=True,
             text=True,
-            check=True,
         )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         return int(out.stdout.split()[-1])
 
     command_spec(tmp_path, "quiet", grid="optim.lr: [0.3]")
@@ -258,6 +264,40 @@ def test_a_program_flooding_stdout_costs_no_memory_and_a_bounded_log(tmp_path):
     (run_dir,) = runs_by_trial(sweep_of(tmp_path, "flood")).values()
     assert (run_dir / "job.log").stat().st_size < 5_000_000
     assert [r["epoch"] for r in metric_rows(run_dir)] == [1, 2, 3, 4]
+
+
+def test_every_line_printed_before_the_program_exits_is_read(tmp_path, cli):
+    # A program that prints faster than the job copies exits with thousands of lines still in the pipe
+    # and the job's queue; its last lines (here its metrics) count as much as the first.
+    (tmp_path / "burst.py").write_text(
+        textwrap.dedent(
+            """
+            import json, sys
+            for i in range(50_000):
+                print(f"progress line {i}")
+            for epoch in (1, 2, 3):
+                print(json.dumps({"epoch": epoch, "valid/acc": epoch / 10}))
+            print("the last line", file=sys.stderr)
+            """
+        )
+    )
+    write_spec(
+        tmp_path,
+        """
+        name: burst
+        command: [python, burst.py, "--lr={optim.lr}"]
+        base: {optim: {lr: 0.1}, epochs: 3}
+        grid: {optim.lr: [0.1]}
+        """,
+        name="burst.yaml",
+    )
+    cli("launch", "burst.yaml", "--executor", "local")
+    for run_dir in runs_by_trial(sweep_of(tmp_path, "burst")).values():
+        assert metric_rows(run_dir, keys=("epoch", "valid/acc")) == [
+            {"epoch": e, "valid/acc": e / 10} for e in (1, 2, 3)
+        ]
+        log_lines = (run_dir / "job.log").read_text().splitlines()
+        assert "progress line 49999" in log_lines and "the last line" in log_lines
 
 
 @pytest.mark.parametrize(

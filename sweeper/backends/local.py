@@ -5,13 +5,15 @@ without reporting, and cancels with SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from sweeper import zygote
@@ -90,7 +92,8 @@ class LocalBackend(Backend):
                         executor._executor.update_parameters(gpus_per_node=1, visible_gpus=[gpu])
                     with ledger.lock():
                         attempt = ledger.next_attempts([trial])[trial.trial_id]
-                        job = executor.submit(self._job, trial.to_json())
+                        with _sigint_for_children():
+                            job = executor.submit(self._job, trial.to_json())
                         ledger.append(
                             submitted_event(trial.trial_id, str(job.job_id), attempt, self.name)
                             | ({"gpu": gpu} if gpu is not None else {})
@@ -143,6 +146,25 @@ class LocalBackend(Backend):
                 os.kill(int(job_id), signal.SIGINT)  # the local controller stops its task on SIGINT
             except (ValueError, ProcessLookupError):
                 pass
+
+
+@contextlib.contextmanager
+def _sigint_for_children() -> Iterator[None]:
+    """Local jobs are cancelled with SIGINT (submitit's controller stops its task on it), and an ignored
+    signal stays ignored across exec: a launcher started in the background by a non-interactive shell
+    (`nohup sweeper launch ... &`, a script, a CI step) has SIGINT ignored, so its controllers would
+    ignore `sweeper cancel`. They are started with Python's default handler instead."""
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class GpuPool:

@@ -76,7 +76,34 @@ class _GridSampler(optuna.samplers.GridSampler):
 
 
 def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    seed = spec.search.sampler.options.get("seed")
+    if spec.search.pruner.name == "hyperband" and seed is not None:
+        return _SeededHyperbandPruner(int(seed), **pruner_options(spec))
     return getattr(optuna.pruners, PRUNERS[spec.search.pruner.name])(**pruner_options(spec))
+
+
+class _SeededHyperbandPruner(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband draws a trial's bracket from a hash of the study's name and the trial's number;
+    sweeper's study names hold the launch time, so two launches of a search with a fixed sampler seed put
+    their trials in different brackets and pruned different trials. Here the seed stands for the name: a
+    seeded search is the same search at every launch (with one worker; several interleave by timing)."""
+
+    def __init__(self, seed: int, **options):
+        super().__init__(**options)
+        self._bracket_key = f"sweeper-seed-{seed}"
+
+    def _get_bracket_id(self, study, trial) -> int:
+        return super()._get_bracket_id(_Renamed(study, self._bracket_key), trial)
+
+
+class _Renamed:
+    """A study seen under another name (all Hyperband's bracket choice reads of it)."""
+
+    def __init__(self, study: optuna.Study, name: str):
+        self._study, self.study_name = study, name
+
+    def __getattr__(self, attr: str):
+        return getattr(self._study, attr)
 
 
 def context(ledger: Ledger, objective: Objective, seeds: list[Any]) -> dict[str, Any]:

@@ -453,3 +453,24 @@ def test_a_worker_that_ends_in_any_failure_state_fails_the_command(tmp_path, cli
         assert exited.value.code == 1
         assert f"worker-0: the worker ended {state}" in capsys.readouterr().out
     assert {TrialState.NODE_FAIL, TrialState.PREEMPTED, TrialState.REVOKED} <= FAILURES
+
+
+def test_a_seeded_search_is_the_same_search_at_every_launch(tmp_path, cli):
+    # Hyperband puts each trial in a bracket. Optuna draws the bracket from the study's name, which holds the
+    # launch time, so two launches of one seeded search pruned different trials; sweeper's follow the seed.
+    searches = []
+    for name in ("first", "second"):
+        spec = search_spec(tmp_path, name=name, epochs=9, n_trials=12, workers=1)
+        spec.write_text(
+            spec.read_text()
+            .replace("{name: random, seed: 0}", "{name: tpe, seed: 3}")
+            .replace(
+                "{name: median, n_startup_trials: 1, n_warmup_steps: 1}",
+                "{name: hyperband, min_resource: 1, reduction_factor: 3}",
+            )
+        )
+        cli("launch", spec.name, "--executor", "local")
+        _, study = study_of(tmp_path, name)
+        searches.append([(t.params, t.state, t.intermediate_values) for t in study.trials])
+    assert searches[0] == searches[1]
+    assert {state for _, state, _ in searches[0]} == {TrialState.COMPLETE, TrialState.PRUNED}

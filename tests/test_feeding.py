@@ -163,7 +163,9 @@ def test_cancel_in_the_middle_stops_the_feeding(tmp_path, cli, limited_account):
     wait_for(lambda: queued_in(limited_account) == 0, 120, "the account's queue to empty")
     assert sum(submitted_per_trial(sweep).values()) == 7  # what was in before the cancel, nothing more
     assert [e["job_id"] for e in Ledger(sweep).sweep_events("feeder")] == [feeder]
-    wait_for(lambda: sacct([feeder])[0]["State"] == "CANCELLED", 60, "the feeder CANCELLED in sacct")
+    wait_for(
+        lambda: [r["State"] for r in sacct([feeder])] == ["CANCELLED"], 60, "the feeder CANCELLED in sacct"
+    )
     states = {s.state for s in sweep_status(Ledger(sweep))}
     assert states == {"CANCELLED"}
 

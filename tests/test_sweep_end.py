@@ -119,7 +119,9 @@ def test_slurm_end_job_runs_once_after_the_last_trial_and_a_retry_hands_it_the_n
     assert dependency == "afterany:" + ":".join(arrays)
 
     wait_for(lambda: end_lines(tmp_path, "endslurm"), 300, "the end job's line")
-    wait_for(lambda: sacct([end_job])[0]["State"] == "COMPLETED", 60, "the end job COMPLETED in sacct")
+    wait_for(
+        lambda: [r["State"] for r in sacct([end_job])] == ["COMPLETED"], 60, "the end job COMPLETED in sacct"
+    )
     lines = end_lines(tmp_path, "endslurm")
     assert len(lines) == 1 and lines[0][0] == "endslurm" and lines[0][3] == end_job
     assert lines[0][1] == "FAILED 7"  # fail_once: every first run fails
@@ -161,7 +163,9 @@ def test_a_retry_while_the_end_job_pends_hands_it_the_retried_array(tmp_path, cl
     assert same == end_job  # the pending end job was handed the retry's array, not replaced
     assert Ledger(sweep).sweep_events("end_job")[-1]["dependency"].endswith(":" + new_array.split("_")[0])
     wait_for(lambda: end_lines(tmp_path, "endpending"), 300, "the end job's line")
-    wait_for(lambda: sacct([end_job])[0]["State"] == "COMPLETED", 60, "the end job COMPLETED in sacct")
+    wait_for(
+        lambda: [r["State"] for r in sacct([end_job])] == ["COMPLETED"], 60, "the end job COMPLETED in sacct"
+    )
     lines = end_lines(tmp_path, "endpending")
     assert len(lines) == 1 and lines[0][1] == "COMPLETED 3" and lines[0][3] == end_job
     ends = [row["End"] for row in sacct(retried + trials, "JobID,State,Start,End")]

@@ -155,3 +155,13 @@ def test_n_and_over_n_seeds_count_the_seeds_whose_numbers_are_used(tmp_path, cli
     document = strict_json(cli("-p", str(sweep), "--format", "json", command="analyze").stdout)
     counts = {row["name"]: (row["n"], row["left_out"]) for row in document["rows"]}
     assert counts == {"wd=0.1,drop=0.1": (1, [str(truncated)]), "wd=0.0,drop=0.0": (2, [])}
+    # a --top table names the left-out seeds of the configs it shows and counts the others
+    other = next(
+        c.parent
+        for c in sweep.glob("*/config.json")
+        if '"wd=0.0,drop=0.0"' in c.read_text() and '"seed": 1' in c.read_text()
+    )
+    (other / "metrics.parquet").write_bytes(b"")
+    top = cli("-p", str(sweep), "--top", "1", command="analyze").stdout
+    assert top.count("left out: seed 1") == 1, top
+    assert "1 more config(s), not shown, have seeds left out of their mean (--top 0 shows every row)" in top

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 PACKAGES = ("sweeper", "models")
@@ -22,7 +24,15 @@ NODE_SIDE = (
     "sweeper.command",
     "sweeper.pack",
 )
-NOT_ON_THE_NODE = ("sweeper.cli", "sweeper.views", "sweeper.launch", "sweeper.control", "sweeper.backends")
+NOT_ON_THE_NODE = (
+    "sweeper.cli",
+    "sweeper.analyze_cli",
+    "sweeper.terminal",
+    "sweeper.views",
+    "sweeper.launch",
+    "sweeper.control",
+    "sweeper.backends",
+)
 
 
 def module_name(path: Path) -> str:
@@ -158,8 +168,22 @@ def test_the_node_side_never_reaches_the_cli_rich_the_launcher_or_a_backend():
     assert out.stdout.strip() == ""
 
 
-def test_the_cli_holds_no_state_literals_and_no_backend_or_kind_branches():
-    text = (REPO / "sweeper" / "cli.py").read_text()
+def test_the_analyze_command_starts_without_the_launcher_or_a_backend():
+    """`analyze` of a cached sweep is mostly start-up: it imports what reads and renders, nothing else."""
+    launcher_side = ("sweeper.cli", "sweeper.launch", "sweeper.backends", "sweeper.kinds", "sweeper.status")
+    reached = reachable(project_graph(), "sweeper.analyze_cli")
+    assert not sorted(m for m in reached if m.startswith(launcher_side))
+    code = (
+        "import sys; import sweeper.analyze_cli; "
+        f"print(' '.join(sorted(m for m in sys.modules if m.startswith({launcher_side!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module", ["cli.py", "analyze_cli.py", "terminal.py"])
+def test_the_cli_holds_no_state_literals_and_no_backend_or_kind_branches(module):
+    text = (REPO / "sweeper" / module).read_text()
     from sweeper.states import StudyState, TrialState
 
     states = {s.value for s in TrialState} | {s.value for s in StudyState}

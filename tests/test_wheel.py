@@ -52,7 +52,7 @@ def test_the_wheel_holds_every_module_and_the_profiles_under_one_top_level_packa
     assert {n.split("/")[0] for n in names} == {"sweeper", wheel.name.split("-py3")[0] + ".dist-info"}
     info = wheel.name.split("-py3")[0] + ".dist-info"
     entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
-    assert "analyze = sweeper.cli:analyze_main" in entry_points
+    assert "analyze = sweeper.analyze_cli:main" in entry_points
     requires = [
         line.split(": ", 1)[1]
         for line in zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode().splitlines()

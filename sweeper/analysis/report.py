@@ -116,7 +116,14 @@ def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
         notes.append(f"{len(unknown)} run dir(s) without a readable config.json not ranked: {names}{more}")
     if invalid:
         notes.append(invalid_note(invalid, options.include_invalid))
-    notes += left_out_notes(groups if grouped else [], analysis.objective.metric)
+    if grouped:
+        notes += left_out_notes(rows, analysis.objective.metric)
+        shown = {id(g) for g in rows}
+        hidden = sum(1 for g in groups if id(g) not in shown and _partly_left_out(g))
+        if hidden:  # a --top table is not buried under notes on configs it does not show
+            notes.append(
+                f"{hidden} more config(s), not shown, have seeds left out of their mean (--top 0 shows every row)"
+            )
     notes += failure_notes(runs)
     return Report(
         analysis=analysis,
@@ -180,13 +187,17 @@ def invalid_note(invalid: Sequence[RunSummary], included: bool) -> str:
     return f"{len(invalid)} run(s) marked invalid left out: {why} (--include-invalid counts them)"
 
 
+def _partly_left_out(group: Group) -> bool:
+    return 0 < len(group.left_out) < group.n
+
+
 def left_out_notes(groups: Sequence[Group], metric: str) -> list[str]:
     """Per seed group with runs whose numbers are not in its mean: which, and why."""
     notes = []
     for group in groups:
-        missing = group.left_out
-        if not missing or len(missing) == group.n:
+        if not _partly_left_out(group):
             continue
+        missing = group.left_out
         why = [
             f"seed {r.seed} ({r.state}, "
             + (f"no {metric} value" if r.objective is None else "not finished")

@@ -84,6 +84,18 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return default
 
 
+def read_bytes(path: str, size_hint: int) -> bytes:
+    """The whole file, usually in one read call (the size is known from the stat; a file may have changed)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, size_hint + 1)]
+        while len(chunks[-1]) > 0 and sum(map(len, chunks)) > size_hint:
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on `path` (created if missing). fcntl locks work on NFSv4 too."""

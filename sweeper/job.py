@@ -322,9 +322,15 @@ def index_run(run_dir: Path) -> None:
     """Put the ended run's row into its sweep's runs.parquet; a failure costs a log line (analyze rebuilds).
     Imported here: pyarrow is the job's, not the launcher's (which imports this module to pickle the job)."""
     from sweeper import runs_index
+    from sweeper.analysis.runs import ended_record
 
     try:
-        runs_index.record(run_dir)
+        extra = {runs_index.RECORD: ended_record(run_dir)}
+    except Exception:  # the record only spares a first analysis its reading: the row goes in without it
+        log.exception("cannot summarize %s for %s", run_dir.name, runs_index.INDEX_FILE)
+        extra = {}
+    try:
+        runs_index.record(run_dir, extra)
     except OSError as exc:
         log.error("cannot update %s in %s: %s", run_dir.name, runs_index.INDEX_FILE, exc)
 

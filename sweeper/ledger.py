@@ -42,6 +42,7 @@ from sweeper.states import TrialState
 TRIALS_FILE = "trials.jsonl"
 ATTEMPTS_FILE = "attempts.jsonl"
 META_FILE = "sweep.json"
+INDEX_FILE = "runs.parquet"  # written by runs_index.py
 REVISIONS_FILE = "revisions.jsonl"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 

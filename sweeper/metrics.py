@@ -5,6 +5,9 @@ Schema (documented in docs/metrics.md): one row per epoch, `epoch` (int64, 1-bas
 training seconds since the run started, summed over requeues), `lr` (float64), `segment` (int64: 1, then
 +1 for each `sweeper continue`), then one float64 column per metric named `split/metric` (`train/loss`,
 `valid/acc`, ...). Extra metrics are extra columns.
+
+pyarrow is imported by the functions that use it: modules that only need the file names (`analyze` on
+its cached path) do not pay its import (~60 ms).
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from sweeper import extras
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 METRICS_FILE = "metrics.parquet"
 SUMMARY_FILE = "summary.json"
@@ -30,6 +33,8 @@ FIXED_COLUMNS = ("epoch", "time_s", "lr", "segment")
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows (dicts) -> a table with the fixed columns first, metric columns in first-seen order."""
+    import pyarrow as pa
+
     names: list[str] = list(FIXED_COLUMNS)
     for row in rows:
         names += [k for k in row if k not in names]
@@ -47,6 +52,8 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def write_metrics(path: str | Path, rows: list[dict[str, Any]], durable: bool = True) -> None:
+    import pyarrow.parquet as pq
+
     table = rows_to_table(rows)
     buffer = io.BytesIO()
     # Written for readers that open thousands of these small files (`analyze`, polars, duckdb): snappy,
@@ -63,6 +70,8 @@ def write_metrics(path: str | Path, rows: list[dict[str, Any]], durable: bool = 
 
 
 def read_metrics(path: str | Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
     return pq.read_table(path)
 
 

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
+RUN_DIR_NAME = re.compile(
+    r"\d{8}_\d{6}_j"
+)  # `<YYYYMMDD_HHMMSS>_j<job id>`, as job.py and worker.py name them
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 

@@ -46,6 +46,8 @@ WARM_MODULES = (
     "sweeper.checkpointing",  # imported by the first save_checkpoint
     "sweeper.worker",
     "sweeper.command",
+    "sweeper.analysis.runs",  # imported by a job's end (its analyze record for runs.parquet)
+    "sweeper.analysis.metric_files",
     "torch.utils.tensorboard",
     "sklearn.datasets",
     "optuna",

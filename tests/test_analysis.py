@@ -466,7 +466,7 @@ def test_vectorized_summaries_match_the_per_run_definition(runs, objective):
 def test_present_rows_are_read_from_the_validity_bitmaps_as_pyarrow_compute_reads_them(chunks):
     import pyarrow.compute as pc
 
-    from sweeper.analysis.runs import _valid
+    from sweeper.analysis.metric_files import _valid
 
     arrays = [
         pa.array(values, type=pa.float64()).slice(min(offset, len(values))) for values, offset in chunks

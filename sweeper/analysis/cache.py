@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = 3
+FORMAT = 4
 # Older than this (seconds, vs the start of the analysis) a file's timestamps can be trusted to change
 # on the next write, even on filesystems with 1-2 s timestamp granularity.
 RACY_WINDOW_S = 2.0
@@ -68,6 +68,8 @@ class CachedDir:
     names: list[str] = field(default_factory=list)
     keys: np.ndarray = field(default_factory=lambda: np.zeros((0, KEY_WIDTH), dtype=np.int64))
     records: list[list] = field(default_factory=list)
+    # the stat of the sweep's runs.parquet and a digest of its run dir names when it was last found current
+    index_check: list | None = None
 
     def __post_init__(self) -> None:
         self.index = {name: i for i, name in enumerate(self.names)}
@@ -115,9 +117,11 @@ class SummaryCache:
             ]
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
             return CachedDir()
-        return CachedDir(names, keys, records)
+        return CachedDir(names, keys, records, data.get("index_check"))
 
-    def save(self, parent: str, entries: dict[str, tuple[tuple, list]]) -> bool:
+    def save(
+        self, parent: str, entries: dict[str, tuple[tuple, list]], index_check: list | None = None
+    ) -> bool:
         """Write the entries of one parent directory; False (and no error) where the cache is not writable."""
         names = list(entries)
         column_sets: dict[tuple, int] = {}
@@ -140,6 +144,7 @@ class SummaryCache:
             "column_sets": [list(c) for c in column_sets],
             "columns": columns,
             "problems": problems,
+            "index_check": index_check,
         }
         try:
             data = json.dumps(payload, separators=(",", ":")).encode()

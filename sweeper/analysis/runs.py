@@ -11,6 +11,7 @@ summary.json (numbers a run made once) is read for every run, outside the cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
@@ -23,23 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from sweeper import runs_index
 from sweeper.analysis import cache as summary_cache
 from sweeper.analysis import summarize as summary_numbers
 from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
 from sweeper.errors import SweeperError
-from sweeper.fsutil import read_json
+from sweeper.fsutil import read_bytes, read_json
+from sweeper.ledger import INDEX_FILE
 from sweeper.metrics import METRICS_FILE, SUMMARY_FILE
 from sweeper.objective import Objective
-from sweeper.run import CONFIG_FILE, STATUS_FILE
-from sweeper.runs_index import RUN_DIR_NAME
+from sweeper.run import CONFIG_FILE, RUN_DIR_NAME, STATUS_FILE
 from sweeper.states import FINISHED, NOT_A_RESULT
 
 SWEEP_FILE = "sweep.json"
 RUN_FILES = (METRICS_FILE, CONFIG_FILE, STATUS_FILE)
+METRIC_FILES_SOURCE = Path(__file__).with_name("metric_files.py")  # part of the cache's code hash
 BATCH_RUNS = 256  # runs read and reduced together by one worker
 
 
@@ -113,7 +112,8 @@ class Analysis:
     objective: Objective
     paths: list[str]
     cache_hits: int = 0
-    cache_misses: int = 0
+    cache_misses: int = 0  # read from the run's files or taken from its index row (below)
+    index_hits: int = 0  # of the misses: records the jobs left in runs.parquet, for files unchanged since
 
     @property
     def metrics(self) -> list[str]:
@@ -131,15 +131,14 @@ class Analysis:
         return list(seen)
 
 
-@dataclass
+@dataclass(slots=True)
 class RunFiles:
     """A run dir as found on disk, with the stat of its three files: its cache key (see cache.py)."""
 
     path: str
     key: tuple[int, ...]  # (size, mtime_ns, ctime_ns, inode, device) x RUN_FILES; -1s for a missing file
-
-    def __post_init__(self) -> None:
-        self.parent, self.name = os.path.split(self.path)
+    parent: str
+    name: str
 
     def size(self, file_index: int) -> int:
         """Size of RUN_FILES[file_index], -1 where missing."""
@@ -157,17 +156,17 @@ def _stat_key(path: str) -> tuple[int, ...]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def _run_files(directory: str) -> RunFiles | None:
-    """The run dir at directory, or None where it is not one (none of the run files, and not named as one)."""
-    metrics, config, status = (_stat_key(f"{directory}/{name}") for name in RUN_FILES)
-    if (
-        metrics[0] < 0
-        and config[0] < 0
-        and status[0] < 0
-        and not RUN_DIR_NAME.match(os.path.basename(directory))
-    ):
+def _run_files(parent: str, name: str) -> RunFiles | None:
+    """The run dir parent/name, or None where it is not one (none of the run files, and not named as one)."""
+    path = f"{parent}/{name}"
+    key = (
+        _stat_key(f"{path}/{METRICS_FILE}")
+        + _stat_key(f"{path}/{CONFIG_FILE}")
+        + _stat_key(f"{path}/{STATUS_FILE}")
+    )
+    if key[0] < 0 and key[5] < 0 and key[10] < 0 and not RUN_DIR_NAME.match(name):
         return None
-    return RunFiles(directory, metrics + config + status)
+    return RunFiles(path, key, parent, name)
 
 
 def find_runs(path: str | Path) -> list[RunFiles]:
@@ -176,20 +175,21 @@ def find_runs(path: str | Path) -> list[RunFiles]:
     Each candidate dir costs three stat calls (no listing): a sweep of 10,000 runs is found in ~0.1 s.
     """
     top = os.path.abspath(path)
-    run = _run_files(top)
+    run = _run_files(*os.path.split(top))
     if run is not None:
         return [run]
     found: list[RunFiles] = []
     stack = [top]
     while stack:
+        parent = stack.pop()
         try:
-            entries = list(os.scandir(stack.pop()))
+            entries = list(os.scandir(parent))
         except OSError:
             continue
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
-            run = _run_files(entry.path)
+            run = _run_files(parent, entry.name)
             if run is not None:
                 found.append(run)
             else:
@@ -202,22 +202,10 @@ def find_run_dirs(path: str | Path) -> list[Path]:
 
 
 # -- reading one batch of runs ------------------------------------------------------------------------------
-def _read_bytes(path: str, size_hint: int) -> bytes:
-    """The whole file, usually in one read call (the size is known from the stat; a file may have changed)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = [os.read(fd, size_hint + 1)]
-        while len(chunks[-1]) > 0 and sum(map(len, chunks)) > size_hint:
-            chunks.append(os.read(fd, 1 << 16))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _read_json(path: str, size_hint: int, problems: list[str]) -> dict | None:
     """The JSON object in the file, or None with a problem line where it cannot be read."""
     try:
-        data = json.loads(_read_bytes(path, size_hint))
+        data = json.loads(read_bytes(path, size_hint))
     except OSError as exc:
         problems.append(f"{path}: unreadable ({exc.strerror or exc})")
         return None
@@ -260,124 +248,19 @@ def _meta(run: RunFiles, problems: list[str]) -> dict[str, Any]:
     }
 
 
-def _read_table(path: str, size_hint: int, wanted: list[str]) -> tuple[pa.Table, list[str]]:
-    """The wanted columns of one metrics file, and all its column names. Raises ValueError with a reason."""
-    data = _read_bytes(path, size_hint)
-    if not data:
-        raise ValueError("empty file (0 bytes)")
-    try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        names = parquet.schema_arrow.names
-        if "epoch" not in names:
-            raise ValueError("no 'epoch' column (not a sweeper metrics file?)")
-        # use_threads=False: one file is tiny; readers parallelize over files instead.
-        table = parquet.read(columns=[c for c in wanted if c in names], use_threads=False)
-    except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"unreadable ({str(exc).splitlines()[0][:120]})") from exc
-    if table.column("epoch").null_count:
-        raise ValueError("null epochs (not a sweeper metrics file?)")
-    return table, names
-
-
-def _numeric(data_type: pa.DataType) -> bool:
-    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_boolean(data_type)
-
-
-def _as_float(table: pa.Table) -> pa.Table:
-    """Every column as float64 (ValueError naming the first one that is not a number)."""
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if not _numeric(column.type):
-            raise ValueError(f"column {name!r} is {column.type}, not a number")
-    return table.cast(pa.schema([(name, pa.float64()) for name in table.column_names]))
-
-
-def _combine(tables: list[pa.Table], owners: list[int], problems: list[str | None], paths: list[str]):
-    """One table of the runs' rows back to back, and the runs it holds (a foreign file may drop out)."""
-    try:  # sweeper's own files all have the same types: one concatenation, one cast per column
-        return _as_float(pa.concat_tables(tables, promote_options="default")), owners
-    except (pa.ArrowException, ValueError):
-        pass
-    kept, kept_owners = [], []
-    for table, owner in zip(tables, owners, strict=True):
-        try:
-            kept.append(_as_float(table))
-            kept_owners.append(owner)
-        except (pa.ArrowException, ValueError) as exc:
-            problems[owner] = f"{paths[owner]}: {exc}"
-    if not kept:
-        return None, []
-    return pa.concat_tables(kept, promote_options="default"), kept_owners
-
-
 def _read_batch(runs: list[RunFiles], split: str, objective: Objective) -> list[list[Any]]:
     """A record per run: [meta, numbers (FIELDS order), metric columns, problem lines]."""
-    wanted = summary_numbers.columns_needed(split, objective)
+    from sweeper.analysis import metric_files  # pyarrow: imported only where files are read
+
     file_problems: list[list[str]] = [[] for _ in runs]
     metas = [_meta(run, file_problems[i]) for i, run in enumerate(runs)]
-    paths = [f"{run.path}/{METRICS_FILE}" for run in runs]
-    columns_of: list[list[str]] = [[] for _ in runs]
-    problems: list[str | None] = [None] * len(runs)  # the metrics file's
-    tables, owners, rows_of = [], [], {}
-    for index, run in enumerate(runs):
-        if run.size(0) < 0:
-            continue
-        try:
-            table, columns_of[index] = _read_table(paths[index], run.size(0), wanted)
-        except (ValueError, OSError) as exc:
-            problems[index] = f"{paths[index]}: {exc}"
-            continue
-        if table.num_rows:  # none: a run that has not finished its first epoch
-            tables.append(table)
-            owners.append(index)
-            rows_of[index] = table.num_rows
-
-    numbers = np.full((len(runs), len(FIELDS)), np.nan)
-    numbers[:, FIELDS.index("epochs_run")] = 0
-    combined, owners = _combine(tables, owners, problems, paths) if tables else (None, [])
-    if combined is not None:
-        lengths = np.array([rows_of[owner] for owner in owners], dtype=np.int64)
-        columns = {name: combined.column(name).to_numpy() for name in combined.column_names}
-        present = {name: _valid(combined.column(name)) for name in columns}
-        _order_epochs(lengths, columns, present)
-        planned = np.array([metas[i]["epochs_planned"] or np.nan for i in owners], dtype=float)
-        summary = summary_numbers.summarize(lengths, columns, present, planned, split, objective)
-        numbers[owners] = np.column_stack([summary[name] for name in FIELDS])
-
-    rows = numbers.tolist()
+    files = [(f"{run.path}/{METRICS_FILE}", run.size(0)) for run in runs]
+    planned = [meta["epochs_planned"] for meta in metas]
+    rows, columns_of, problems = metric_files.summaries(files, planned, split, objective)
     for i, problem in enumerate(problems):
         if problem:
             file_problems[i].append(problem)
     return [[metas[i], rows[i], columns_of[i], file_problems[i]] for i in range(len(runs))]
-
-
-def _valid(column: pa.ChunkedArray) -> np.ndarray:
-    """Which rows hold a value (not null: a metric the run did not log that epoch), from the validity
-    bitmaps; pyarrow.compute's is_valid does the same but importing it costs every analyze 40 ms."""
-    if column.null_count == 0:
-        return np.ones(len(column), dtype=bool)
-    parts = []
-    for chunk in column.chunks:
-        bitmap = chunk.buffers()[0]
-        if bitmap is None:
-            parts.append(np.ones(len(chunk), dtype=bool))
-        else:
-            bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
-            parts.append(bits[chunk.offset : chunk.offset + len(chunk)].astype(bool))
-    return np.concatenate(parts)
-
-
-def _order_epochs(
-    lengths: np.ndarray, columns: dict[str, np.ndarray], present: dict[str, np.ndarray]
-) -> None:
-    """Sort rows by epoch inside each run where a (foreign) file has them out of order; in place."""
-    epoch = columns["epoch"]
-    run_of_row = np.repeat(np.arange(len(lengths)), lengths)
-    if not ((np.diff(epoch) <= 0) & (run_of_row[1:] == run_of_row[:-1])).any():
-        return
-    order = np.lexsort((epoch, run_of_row))
-    for table in (columns, present):
-        for name in table:
-            table[name] = table[name][order]
 
 
 # -- the whole analysis --------------------------------------------------------------------------------------
@@ -426,6 +309,8 @@ def _read_all(runs: list[RunFiles], split: str, objective: Objective, workers: i
     batches = list(_batches(runs))
     if workers < 2 or len(runs) < PROCESSES_FROM or "fork" not in multiprocessing.get_all_start_methods():
         return [_read_batch(batch, split, objective) for batch in batches]
+    from sweeper.analysis import metric_files  # noqa: F401  (imported once, before the readers fork)
+
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(workers, len(batches)), mp_context=context) as pool:
         return list(
@@ -504,8 +389,7 @@ def analyze(
     parents = list(by_parent)
     metas = {parent: sweep_meta(parent) for parent in parents}
     objective = resolve_objective([metas[p] for p in parents], split, metric, direction)
-    fingerprint = summary_cache.code_fingerprint(summary_numbers.__file__, __file__)
-    settings = f"{fingerprint}-{split}-{objective.metric}-{objective.direction}".replace("/", "~")
+    settings = _settings(split, objective)
     cache = summary_cache.SummaryCache(cache_dir or summary_cache.default_directory(), settings)
 
     records: dict[str, list[Any]] = {}
@@ -520,15 +404,37 @@ def analyze(
                 missing.append(run)
     hits = len(records)
 
-    results = _read_all(missing, split, objective, workers or (os.cpu_count() or 1))
+    taken = _index_records(missing, settings) if use_cache else {}
+    to_read = [run for run in missing if run.path not in taken]
+    results = _read_all(to_read, split, objective, workers or (os.cpu_count() or 1))
     trusted = _trusted(missing, scan_started_ns - int(summary_cache.RACY_WINDOW_S * 1e9))
     updates: dict[str, dict[str, tuple | None]] = {}  # per parent: new entries, None to drop one
     read = (record for batch_records in results for record in batch_records)
-    for run, record, cacheable in zip(missing, read, trusted, strict=True):
+    for run, cacheable in zip(missing, trusted, strict=True):
+        record = taken[run.path] if run.path in taken else next(read)
         records[run.path] = record
         updates.setdefault(run.parent, {})[run.name] = (run.key, record) if cacheable else None
+    # the analysis a job's record is (split valid, the sweep's own objective): rows made here carry records
+    default = {
+        p: split == "valid" and objective == resolve_objective([metas[p]], "valid", None) for p in parents
+    }
+    index_checks = {
+        parent: _update_index(
+            parent,
+            by_parent[parent],
+            cached[parent],
+            parent in updates,
+            roots,
+            records if default[parent] else None,
+            settings,
+        )
+        for parent in parents
+    }
     if use_cache:
-        for parent, changes in updates.items():
+        for parent in parents:
+            changes = updates.get(parent, {})
+            if not changes and index_checks[parent] == cached[parent].index_check:
+                continue
             entries = cached[parent].entries()
             if _whole(parent, roots):
                 present = {run.name for run in by_parent[parent]}  # all of it was analyzed
@@ -538,10 +444,8 @@ def analyze(
                     entries.pop(name, None)
                 else:
                     entries[name] = entry
-            cache.save(parent, entries)
+            cache.save(parent, entries, index_checks[parent])
 
-    for parent in parents:  # the sweeps' runs.parquet, where a job could not write its row (or none yet)
-        runs_index.rebuild(Path(parent), _changes(by_parent[parent]) if _whole(parent, roots) else None)
     ends = {parent: _ledger_ends(parent, by_parent[parent], records) for parent in parents}
     runs = [_to_summary(run, records[run.path], ends[run.parent]) for run in found]
     problems = [problem for run in found for problem in records[run.path][3]]
@@ -557,7 +461,116 @@ def analyze(
         paths=[str(p) for p in (paths if isinstance(paths, list) else [paths])],
         cache_hits=hits,
         cache_misses=len(missing),
+        index_hits=len(taken),
     )
+
+
+def _settings(split: str, objective: Objective) -> str:
+    """What a record depends on besides the run's files: the code computing it, the split, the objective."""
+    fingerprint = summary_cache.code_fingerprint(summary_numbers.__file__, __file__, METRIC_FILES_SOURCE)
+    return f"{fingerprint}-{split}-{objective.metric}-{objective.direction}".replace("/", "~")
+
+
+def ended_record(run_dir: str | Path) -> str | None:
+    """The run's record as a default `analyze` (split valid, the sweep's objective) would read it now, as
+    JSON for the run's row of runs.parquet, with the stat of the files it was read from: the job writes it
+    when the run ends, so that a first analysis on another machine or account (no summary cache yet) takes
+    it instead of reading the run's files, for as long as their stat is unchanged. The run's files are
+    replaced atomically (a new inode at each write), so a later change never keeps the key. None where the
+    run's files have a problem (its line would name this machine's path)."""
+    parent, name = os.path.split(os.path.abspath(run_dir))
+    run = _run_files(parent, name)
+    if run is None:
+        return None
+    objective = resolve_objective([sweep_meta(parent)], "valid", None)
+    record = _read_batch([run], "valid", objective)[0]
+    if record[3]:
+        return None
+    return _record_json(_settings("valid", objective), run.key, record)
+
+
+def _record_json(settings: str, key: tuple[int, ...], record: list[Any]) -> str:
+    return json.dumps({"settings": settings, "key": _portable(key), "record": record})
+
+
+def _portable(key: tuple[int, ...]) -> list[int]:
+    """A run's stat key less the device numbers, which differ between the machines that mount one file
+    system (a compute node and the login node); sizes, times and inode numbers are the file server's."""
+    return [value for i, value in enumerate(key) if i % 5 != 4]
+
+
+def _index_records(missing: list[RunFiles], settings: str) -> dict[str, list[Any]]:
+    """Records the jobs left in their sweeps' runs.parquet (ended_record) for runs not in the summary
+    cache, where the settings are these and the run's files have the stat they had then."""
+    by_parent: dict[str, list[RunFiles]] = {}
+    for run in missing:
+        by_parent.setdefault(run.parent, []).append(run)
+    taken: dict[str, list[Any]] = {}
+    for parent, here in by_parent.items():
+        if not os.path.exists(os.path.join(parent, INDEX_FILE)):
+            continue
+        from sweeper import runs_index
+
+        texts = runs_index.records(Path(parent))
+        candidates = [run for run in here if texts.get(run.name)]
+        try:  # one parse for all of them (10,000 calls of json.loads cost more than the parsing)
+            parsed = json.loads("[" + ",".join(texts[run.name] for run in candidates) + "]")
+        except ValueError:
+            parsed = [_parse(texts[run.name]) for run in candidates]
+        for run, data in zip(candidates, parsed, strict=True):
+            if (
+                isinstance(data, dict)
+                and data.get("settings") == settings
+                and data.get("key") == _portable(run.key)
+            ):
+                taken[run.path] = data["record"]
+    return taken
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _update_index(
+    parent: str,
+    here: list[RunFiles],
+    cached: summary_cache.CachedDir,
+    read_some: bool,
+    roots: list[str],
+    records: dict[str, list[Any]] | None,
+    settings: str,
+) -> list | None:
+    """Bring the sweep's runs.parquet up to date (where a job could not write its row, or none yet) and
+    return what it was checked against, to be kept with the cache: the index's stat and a digest of the run
+    dir names. Where the same names are found, none of their files changed since (every run a cache hit:
+    a hit's key is the one its files had when the index was last checked, as an entry made from younger
+    files is not kept) and the index has the same stat, nothing is read (pyarrow is not even imported).
+    None where the index was not checked whole. `records`: this analysis's records by path, where they are
+    what the sweep's jobs write into their rows (None otherwise: rows made here then carry none)."""
+    whole = _whole(parent, roots)
+    names = hashlib.sha1("\n".join(run.name for run in here).encode()).hexdigest() if whole else None
+    if (
+        whole
+        and not read_some
+        and cached.index_check == [*_stat_key(os.path.join(parent, INDEX_FILE)), names]
+    ):
+        return cached.index_check
+    from sweeper import runs_index
+
+    by_name = {run.name: run for run in here}
+
+    def ended(name: str) -> str | None:  # a row made here carries the record its job would have left
+        run = by_name.get(name)
+        if records is None or run is None or records[run.path][3]:
+            return None
+        return _record_json(settings, run.key, records[run.path])
+
+    current = runs_index.rebuild(Path(parent), _changes(here) if whole else None, ended)
+    # not current: a sweep dir this user cannot write, checked again every time
+    return [*_stat_key(os.path.join(parent, INDEX_FILE)), names] if whole and current else None
 
 
 def _whole(parent: str, roots: list[str]) -> bool:

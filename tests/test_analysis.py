@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweeper.analysis import RunSummary, analyze, improving_window
-from sweeper.analysis.summarize import FIELDS, Objective, summarize
+from sweeper.analysis.fields import FIELDS
+from sweeper.analysis.summarize import Objective, summarize
 from sweeper.metrics import write_metrics
 
 

@@ -71,6 +71,13 @@ def test_a_cached_analysis_reads_no_parquet_yet_sees_every_change_to_the_index(t
         [sys.executable, "-c", WARM, str(sweep)], capture_output=True, text=True, check=True, env=os.environ
     )
     assert warm.stdout.split() == ["3", "False"]  # every run from the cache, and no parquet file opened
+    # the command too: its table of cached runs needs neither pyarrow nor numpy (~0.1 s of imports each)
+    command = subprocess.run(
+        [sys.executable, "-c", WARM_CLI, str(sweep)], capture_output=True, text=True, env=os.environ
+    )
+    assert command.returncode == 0, command.stderr[-2000:]
+    assert "Best config: 20250101_000000_j1 (lr=0.1)" in command.stdout, command.stdout
+    assert command.stdout.splitlines()[-1] == "imported: []", command.stdout
     cold = subprocess.run(
         [sys.executable, "-c", COLD, str(sweep)], capture_output=True, text=True, check=True, env=os.environ
     )
@@ -98,6 +105,15 @@ print(analyze(sys.argv[1]).cache_hits, "pyarrow" in sys.modules)
 """
 
 
+WARM_CLI = """
+import atexit, sys
+atexit.register(lambda: print("imported:", [m for m in ("numpy", "pyarrow") if m in sys.modules]))
+sys.argv = ["analyze", "--checkpoints-path", sys.argv[1]]
+from sweeper.analyze_cli import main
+main()
+"""
+
+
 COLD = """
 import sys
 from sweeper.analysis import analyze
@@ -106,7 +122,7 @@ print(analyze(sys.argv[1], use_cache=False).cache_misses, "pandas" in sys.module
 
 
 def test_a_first_analysis_takes_the_records_the_jobs_left_and_reads_what_changed_since(tmp_path, cli):
-    from sweeper.analysis.summarize import FIELDS
+    from sweeper.analysis.fields import FIELDS
     from tests.conftest import tiny_spec
 
     tiny_spec(tmp_path, "grid: {optim.lr: [0.001, 0.003, 0.01]}", name="left")

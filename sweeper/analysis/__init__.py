@@ -13,9 +13,9 @@ Reads only files (works on a copy of runs/ with no SLURM and no Optuna). The mod
 """
 
 from sweeper.analysis.aggregate import Effects, Group, Stat, effects, group_runs
+from sweeper.analysis.fields import FIELDS, improving_window
 from sweeper.analysis.report import Report, ReportOptions, build_report
 from sweeper.analysis.runs import Analysis, RunSummary, analyze, find_run_dirs
-from sweeper.analysis.summarize import FIELDS, improving_window
 from sweeper.objective import Objective
 
 __all__ = [

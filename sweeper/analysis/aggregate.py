@@ -23,14 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from sweeper.analysis.runs import RunSummary
-from sweeper.analysis.summarize import FIELDS
 from sweeper.display import format_value, short_names
 from sweeper.objective import Objective
-
-FIELD_INDEX = {name: i for i, name in enumerate(FIELDS)}
 
 
 @dataclass(frozen=True)
@@ -51,38 +46,6 @@ def stat_of(values: Sequence[float | None]) -> Stat:
     return Stat(mean, math.sqrt(variance), len(finite))
 
 
-def numbers_matrix(runs: Sequence[RunSummary]) -> np.ndarray:
-    """runs x FIELDS, NaN where a run has no value (None converts to NaN, booleans to 0/1)."""
-    if not runs:
-        return np.zeros((0, len(FIELDS)))
-    numbers = operator.attrgetter(*FIELDS)
-    return np.array([numbers(run) for run in runs], dtype=float)
-
-
-@dataclass
-class GroupStats:
-    """Per group and field: mean, std, count, computed for all groups at once with numpy."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    count: np.ndarray
-
-    @classmethod
-    def compute(cls, matrix: np.ndarray, group_of_run: np.ndarray, n_groups: int) -> GroupStats:
-        order = np.argsort(group_of_run, kind="stable")
-        values = matrix[order]
-        sizes = np.bincount(group_of_run, minlength=n_groups)
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        has = ~np.isnan(values)
-        count = np.add.reduceat(has, starts, axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.add.reduceat(np.where(has, values, 0.0), starts, axis=0) / count
-            deviation = np.where(has, values - np.repeat(mean, sizes, axis=0), 0.0)
-            variance = np.add.reduceat(deviation**2, starts, axis=0) / (count - 1)
-        std = np.where(count >= 2, np.sqrt(variance), np.nan)
-        return cls(mean, std, count)
-
-
 @dataclass
 class Group:
     """Runs of one config (its seeds); a single run is a group of one."""
@@ -91,9 +54,10 @@ class Group:
     sweep: str
     params: dict[str, Any]
     runs: list[RunSummary]
-    stats: GroupStats | None = field(default=None, repr=False)
-    index: int = 0
+    # the runs its mean ± std are over (its finished ones, where it has any); None: a group of one run
+    counted: list[RunSummary] | None = field(default=None, repr=False)
     used: list[RunSummary] = field(default_factory=list)  # the runs whose objective value is in the mean
+    _stats: dict[str, Stat] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -110,17 +74,23 @@ class Group:
         return self.runs[0]
 
     def stat(self, name: str) -> Stat:
-        if self.stats is None or self.n == 1:
+        """A summary number's mean ± std over the counted runs (computed on first use: a table shows a
+        few groups' numbers, a sort one number of every group). A NaN-free value is counted, inf included."""
+        if self.counted is None or self.n == 1:
             value = getattr(self.first, name)
             return Stat(None, None, 0) if value is None else Stat(float(value), None, 1)
-        column = FIELD_INDEX[name]
-        mean = self.stats.mean[self.index, column]
-        std = self.stats.std[self.index, column]
-        return Stat(
-            None if np.isnan(mean) else float(mean),
-            None if np.isnan(std) else float(std),
-            int(self.stats.count[self.index, column]),
-        )
+        known = self._stats.get(name)
+        if known is None:
+            values = [
+                float(v) for v in map(operator.attrgetter(name), self.counted) if v is not None and v == v
+            ]
+            count = len(values)
+            mean = sum(values) / count if count else math.nan
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (count - 1)) if count >= 2 else math.nan
+            known = self._stats[name] = Stat(
+                None if mean != mean else mean, None if std != std else std, count
+            )
+        return known
 
     @property
     def seeds(self) -> list:
@@ -146,30 +116,17 @@ def group_runs(runs: Sequence[RunSummary], by_seed: bool = True) -> list[Group]:
     """Seed groups (same trial name in the same sweep dir), in order of first appearance."""
     if not by_seed:
         return [
-            Group(r.name, r.sweep, r.params, [r], None, i, [r] if r.objective is not None else [])
-            for i, r in enumerate(runs)
+            Group(r.name, r.sweep, r.params, [r], None, [r] if r.objective is not None else []) for r in runs
         ]
-    index: dict[tuple[str, str], int] = {}
-    members: list[list[RunSummary]] = []
-    group_of_run = np.empty(len(runs), dtype=np.int64)
-    for i, run in enumerate(runs):
-        key = (run.sweep_dir, run.name)
-        if key not in index:
-            index[key] = len(members)
-            members.append([])
-        group_of_run[i] = index[key]
-        members[index[key]].append(run)
-    stats = None
-    used: list[list[RunSummary]] = [[] for _ in members]
-    if runs:
-        matrix = numbers_matrix(runs)
-        finished = np.fromiter((r.has_result for r in runs), dtype=bool, count=len(runs))
-        group_has_finished = np.bincount(group_of_run, weights=finished, minlength=len(members)) > 0
-        matrix[~finished & group_has_finished[group_of_run]] = np.nan
-        stats = GroupStats.compute(matrix, group_of_run, len(members))
-        for i in np.flatnonzero(~np.isnan(matrix[:, FIELD_INDEX["objective"]])):
-            used[group_of_run[i]].append(runs[i])
-    return [Group(m[0].name, m[0].sweep, m[0].params, m, stats, i, used[i]) for i, m in enumerate(members)]
+    members: dict[tuple[str, str], list[RunSummary]] = {}
+    for run in runs:
+        members.setdefault((run.sweep_dir, run.name), []).append(run)
+    groups = []
+    for m in members.values():
+        counted = [r for r in m if r.has_result] or m
+        used = [r for r in counted if r.objective is not None and r.objective == r.objective]
+        groups.append(Group(m[0].name, m[0].sweep, m[0].params, m, counted, used))
+    return groups
 
 
 def best_run(runs: Sequence[RunSummary], objective: Objective) -> RunSummary | None:
@@ -262,6 +219,8 @@ def binning(runs: Sequence[RunSummary], key: str) -> Binning:
     if len(ordered) <= MAX_LEVELS or not numeric:
         position = {value_key(v): i for i, v in enumerate(ordered)}
         return Binning(ordered, lambda value: position.get(value_key(value)))
+    import numpy as np  # only here (a search's continuous values): the rest of analyze never imports it
+
     edges = np.unique(np.quantile(np.array(ordered, dtype=float), np.linspace(0, 1, BINS + 1)))
     bounds = edges.tolist()
     labels = [f"{lo:.3g}..{hi:.3g}" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]

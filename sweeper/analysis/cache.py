@@ -25,14 +25,15 @@ same size, mtime_ns, ctime_ns, inode and device as when the entry was made. Why 
 
 from __future__ import annotations
 
+import array
 import base64
 import hashlib
 import json
+import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 FORMAT = 4
 # Older than this (seconds, vs the start of the analysis) a file's timestamps can be trusted to change
@@ -59,14 +60,15 @@ def code_fingerprint(*sources: str | os.PathLike) -> str:
 
 @dataclass
 class CachedDir:
-    """The entries of one directory: run dir names, their files keys (one int64 row each) and records.
+    """The entries of one directory: run dir names, their files keys and records.
 
-    A files key is 15 ints: (size, mtime_ns, ctime_ns, inode, device) of metrics.parquet, config.json and
-    status.json, -1 for a missing file. A record is [meta dict, numbers (floats), metric columns, problem].
+    A files key is a tuple of 15 ints: (size, mtime_ns, ctime_ns, inode, device) of metrics.parquet,
+    config.json and status.json, -1 for a missing file. A record is [meta dict, numbers (floats), metric
+    columns, problem].
     """
 
     names: list[str] = field(default_factory=list)
-    keys: np.ndarray = field(default_factory=lambda: np.zeros((0, KEY_WIDTH), dtype=np.int64))
+    keys: list[tuple[int, ...]] = field(default_factory=list)
     records: list[list] = field(default_factory=list)
     # the stat of the sweep's runs.parquet and a digest of its run dir names when it was last found current
     index_check: list | None = None
@@ -74,20 +76,17 @@ class CachedDir:
     def __post_init__(self) -> None:
         self.index = {name: i for i, name in enumerate(self.names)}
 
-    def valid(self, names: list[str], keys: np.ndarray) -> list[list | None]:
+    def valid(self, names: list[str], keys: list[tuple[int, ...]]) -> list[list | None]:
         """Per run (name, current key), its record where the entry exists and its key is unchanged."""
-        rows = np.array([self.index.get(name, -1) for name in names], dtype=np.int64)
-        if not len(rows) or not len(self.names):
-            return [None] * len(names)
-        same = (rows >= 0) & (self.keys[np.clip(rows, 0, None)] == keys).all(axis=1)
-        return [
-            self.records[row] if ok else None for row, ok in zip(rows.tolist(), same.tolist(), strict=True)
-        ]
+        out: list[list | None] = []
+        for name, key in zip(names, keys, strict=True):
+            row = self.index.get(name)
+            out.append(None if row is None or self.keys[row] != key else self.records[row])
+        return out
 
     def entries(self) -> dict[str, tuple[tuple, list]]:
         return {
-            name: (tuple(key), record)
-            for name, key, record in zip(self.names, self.keys.tolist(), self.records, strict=True)
+            name: (key, record) for name, key, record in zip(self.names, self.keys, self.records, strict=True)
         }
 
 
@@ -110,8 +109,8 @@ class SummaryCache:
                 return CachedDir()
             names, metas, problems = data["names"], data["metas"], data["problems"]
             column_sets, columns = data["column_sets"], data["columns"]
-            keys = _array(data["keys"], np.int64, len(names), KEY_WIDTH)
-            numbers = _array(data["numbers"], np.float64, len(names), -1).tolist()
+            keys = [tuple(key) for key in _rows(_decode(data["keys"], "q"), len(names), KEY_WIDTH)]
+            numbers = _rows(_decode(data["numbers"], "d"), len(names))
             records = [
                 [metas[i], numbers[i], column_sets[columns[i]], problems[i]] for i in range(len(names))
             ]
@@ -138,8 +137,8 @@ class SummaryCache:
             "parent": parent,
             "fingerprint": self.fingerprint,
             "names": names,
-            "keys": _encode(np.array(keys, dtype=np.int64).reshape(len(names), KEY_WIDTH)),
-            "numbers": _encode(np.array(numbers, dtype=np.float64)),
+            "keys": _encode("q", (value for key in keys for value in key)),
+            "numbers": _encode("d", (math.nan if v is None else v for row in numbers for v in row)),
             "metas": metas,
             "column_sets": [list(c) for c in column_sets],
             "columns": columns,
@@ -162,12 +161,26 @@ class SummaryCache:
 KEY_WIDTH = 15  # (size, mtime_ns, ctime_ns, inode, device) of each of the three files
 
 
-def _encode(array: np.ndarray) -> str:
-    return base64.b64encode(
-        np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    ).decode()
+def _encode(typecode: str, values) -> str:
+    """Raw little-endian int64 ("q") or float64 ("d") values, base64."""
+    data = array.array(typecode, values)
+    if sys.byteorder == "big":
+        data.byteswap()
+    return base64.b64encode(data.tobytes()).decode()
 
 
-def _array(text: str, dtype: type, rows: int, width: int) -> np.ndarray:
-    array = np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype).newbyteorder("<"))
-    return array.reshape(rows, width) if rows else np.zeros((0, max(width, 0)), dtype=dtype)
+def _decode(text: str, typecode: str) -> list:
+    data = array.array(typecode, base64.b64decode(text))
+    if sys.byteorder == "big":
+        data.byteswap()
+    return data.tolist()
+
+
+def _rows(values: list, rows: int, width: int | None = None) -> list[list]:
+    """Flat values -> `rows` rows of `width` values (None: of equal width)."""
+    if not rows:
+        return []
+    width = width or len(values) // rows
+    if len(values) != rows * width:
+        raise ValueError(f"{len(values)} values are not {rows} rows of {width}")
+    return [values[i : i + width] for i in range(0, len(values), width)]

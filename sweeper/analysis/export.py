@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweeper.analysis.aggregate import Comparison, Effects, Group, Stat, summary_stat
+from sweeper.analysis.fields import FIELDS
 from sweeper.analysis.provenance import SweepProvenance
 from sweeper.analysis.query import RUN_ATTRIBUTES, export_name
 from sweeper.analysis.report import Report
 from sweeper.analysis.runs import RunSummary
-from sweeper.analysis.summarize import FIELDS
 from sweeper.metrics import METRICS_FILE
 from sweeper.runs_index import PARAM_PREFIX, column, identity
 

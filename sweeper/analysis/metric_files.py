@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweeper.analysis import summarize as summary_numbers
-from sweeper.analysis.summarize import FIELDS
+from sweeper.analysis.fields import FIELDS
 from sweeper.fsutil import read_bytes
 from sweeper.objective import Objective
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sweeper.analysis.fields import FIELDS
 from sweeper.analysis.runs import RunSummary
-from sweeper.analysis.summarize import FIELDS
 from sweeper.errors import SweeperError
 from sweeper.schema import did_you_mean, get_path
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import operator
 import os
 import time
 from collections.abc import Iterator
@@ -23,11 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sweeper.analysis import cache as summary_cache
-from sweeper.analysis import summarize as summary_numbers
-from sweeper.analysis.summarize import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
+from sweeper.analysis.fields import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
 from sweeper.errors import SweeperError
 from sweeper.fsutil import read_bytes, read_json
 from sweeper.ledger import INDEX_FILE
@@ -38,7 +36,11 @@ from sweeper.states import FINISHED, NOT_A_RESULT
 
 SWEEP_FILE = "sweep.json"
 RUN_FILES = (METRICS_FILE, CONFIG_FILE, STATUS_FILE)
-METRIC_FILES_SOURCE = Path(__file__).with_name("metric_files.py")  # part of the cache's code hash
+# The code a record depends on besides this file, hashed into the cache's settings (by path: imported only
+# where files are read, with numpy and pyarrow).
+SUMMARY_SOURCES = tuple(
+    Path(__file__).with_name(name) for name in ("summarize.py", "fields.py", "metric_files.py")
+)
 BATCH_RUNS = 256  # runs read and reduced together by one worker
 
 
@@ -292,11 +294,8 @@ def _trusted(runs: list[RunFiles], trusted_before_ns: int) -> list[bool]:
     files' mtimes and ctimes are older than the racy window. The entry is keyed by the stat taken before
     reading; if a file was replaced meanwhile, the entry holds newer content under an older key and is
     never served, because a file never gets an older key back."""
-    if not runs:
-        return []
-    keys = np.array([run.key for run in runs], dtype=np.int64)
-    times = keys[:, [1, 2, 6, 7, 11, 12]]  # mtime_ns and ctime_ns of the three files (-1: missing)
-    return (times.max(axis=1) < trusted_before_ns).tolist()
+    times = operator.itemgetter(1, 2, 6, 7, 11, 12)  # mtime_ns and ctime_ns of the three files (-1: missing)
+    return [max(times(run.key)) < trusted_before_ns for run in runs]
 
 
 PROCESSES_FROM = 2000  # below this many runs to read, forking reader processes costs more than it saves
@@ -396,8 +395,8 @@ def analyze(
     cached = {p: cache.load(p) if use_cache else summary_cache.CachedDir() for p in parents}
     missing = []
     for parent, here in by_parent.items():
-        keys = np.array([run.key for run in here], dtype=np.int64).reshape(len(here), -1)
-        for run, record in zip(here, cached[parent].valid([run.name for run in here], keys), strict=True):
+        valid = cached[parent].valid([run.name for run in here], [run.key for run in here])
+        for run, record in zip(here, valid, strict=True):
             if record is not None:
                 records[run.path] = record
             else:
@@ -467,7 +466,7 @@ def analyze(
 
 def _settings(split: str, objective: Objective) -> str:
     """What a record depends on besides the run's files: the code computing it, the split, the objective."""
-    fingerprint = summary_cache.code_fingerprint(summary_numbers.__file__, __file__, METRIC_FILES_SOURCE)
+    fingerprint = summary_cache.code_fingerprint(__file__, *SUMMARY_SOURCES)
     return f"{fingerprint}-{split}-{objective.metric}-{objective.direction}".replace("/", "~")
 
 

@@ -25,51 +25,11 @@ Missing numbers are NaN in the arrays returned here (a run without the column, o
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from sweeper.objective import Objective
-
-# Numbers per run, in the order of `summarize`'s output (the cache stores them in this order).
-FIELDS = (
-    "epochs_run",
-    "objective",
-    "objective_epoch",
-    "best_acc",
-    "best_acc_epoch",
-    "best_loss",
-    "best_loss_epoch",
-    "train_acc_at_best",
-    "gap_at_best",
-    "final_train_acc",
-    "final_acc",
-    "gap",
-    "last_loss",
-    "degradation",
-    "degradation_pct",
-    "still_improving",
-    "epochs_since_best",
-    "early_stop_epoch",
-    "nonfinite_epoch",
-    "diverged",
-)
-BOOLEAN_FIELDS = ("still_improving", "diverged")
-EPOCH_FIELDS = (
-    "epochs_run",
-    "objective_epoch",
-    "best_acc_epoch",
-    "best_loss_epoch",
-    "epochs_since_best",
-    "early_stop_epoch",
-    "nonfinite_epoch",
-)
-
-
-def improving_window(epochs: int) -> int:
-    """Epochs at the end of a run in which a new best still counts as "improving" (and early-stop patience)."""
-    return max(2, math.ceil(0.1 * epochs))
 
 
 def columns_needed(split: str, objective: Objective) -> list[str]:
@@ -154,7 +114,7 @@ def summarize(
     split: str,
     objective: Objective,
 ) -> dict[str, np.ndarray]:
-    """Summary numbers (FIELDS) of runs stored back to back.
+    """Summary numbers (fields.FIELDS) of runs stored back to back.
 
     columns: float64 arrays of equal length (sum of lengths), NaN where null; `epoch` must be there and
     increasing inside each run. present: per loss column, False where the value was null (not logged).

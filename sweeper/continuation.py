@@ -19,9 +19,9 @@ from sweeper.ledger import Ledger
 from sweeper.metrics import METRICS_FILE, read_metrics
 from sweeper.run import LAST_CHECKPOINT
 from sweeper.schema import SchemaError, did_you_mean, get_path, set_path
-from sweeper.space import Trial
 from sweeper.states import TrialState
 from sweeper.status import TrialStatus, sweep_status
+from sweeper.trial import Trial
 from sweeper.yamlio import load_value
 
 # What may change when a run trains on: the optimizer's LR and weight decay, the schedule, early

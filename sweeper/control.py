@@ -8,9 +8,9 @@ from sweeper import backends
 from sweeper.errors import SweeperError
 from sweeper.launch import Plan, make_plan
 from sweeper.ledger import Ledger, ended_event
-from sweeper.space import Trial
 from sweeper.states import SUCCEEDED, TrialState, is_active
 from sweeper.status import sweep_status
+from sweeper.trial import Trial
 
 
 def cancel(ledger: Ledger, trial_ids: list[str] | None = None) -> list[str]:

@@ -15,8 +15,9 @@ from sweeper.fsutil import atomic_write_text, read_json
 from sweeper.kinds.base import Lines, Rows
 from sweeper.ledger import META_FILE, Ledger
 from sweeper.schema import flatten
-from sweeper.space import Trial, expand
+from sweeper.space import expand
 from sweeper.spec import SweepSpec
+from sweeper.trial import Trial
 from sweeper.tune_advice import search_budget
 
 MISSING = "(unset)"

@@ -32,8 +32,8 @@ from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
 from sweeper.objective import Objective
 from sweeper.provenance import slurm_environment
 from sweeper.run import CONFIG_FILE, LAST_CHECKPOINT, STATUS_FILE, Run, Segment, TrialPruned
-from sweeper.space import Trial
 from sweeper.states import TrialState
+from sweeper.trial import Trial
 
 log = logging.getLogger("sweeper.job")
 BUILTIN_ENTRYPOINT = "sweeper.train:train"

@@ -23,10 +23,11 @@ from sweeper.errors import SweeperError
 from sweeper.kinds import SweepKind
 from sweeper.ledger import Ledger
 from sweeper.objective import objective_warning
-from sweeper.space import CONFIRM_ABOVE, Trial
+from sweeper.space import CONFIRM_ABOVE
 from sweeper.spec import SweepSpec
 from sweeper.states import SUCCEEDED, TrialState, is_active
 from sweeper.status import TrialStatus, sweep_status
+from sweeper.trial import Trial
 
 Tick = Callable[[list[TrialStatus]], None]
 

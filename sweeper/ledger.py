@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeper import yamlio
 from sweeper.errors import SweeperError
 from sweeper.fsutil import append_jsonl, atomic_write_json, atomic_write_text, locked, read_json, read_jsonl
 from sweeper.marks import MARK_EVENT, Mark, marks_of_events
-from sweeper.space import Trial
 from sweeper.states import TrialState
+from sweeper.trial import Trial
 
 TRIALS_FILE = "trials.jsonl"
 ATTEMPTS_FILE = "attempts.jsonl"
@@ -100,6 +99,8 @@ class Ledger:
     def create(
         cls, root: str | Path, spec, trials: list[Trial], provenance: dict, diff: str, extra_meta: dict
     ) -> Ledger:
+        from sweeper import yamlio  # here: the launch writes YAML, the readers of a ledger need none
+
         base = Path(root) / spec.name
         base.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime(STAMP_FORMAT)

@@ -11,41 +11,18 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from sweeper.display import format_value, short_names
 from sweeper.errors import SpecError
 from sweeper.schema import SchemaError, did_you_mean, flatten, set_path, to_dict
 from sweeper.spec import SweepSpec
+from sweeper.trial import Trial
 
 MAX_ID_LENGTH = 64
 CONFIRM_ABOVE = 5_000  # `launch` asks before submitting more trials than this (unless --yes)
 MAX_TRIALS = 1_000_000  # beyond this, expansion alone would take minutes and gigabytes: refuse
 SEEDS_ONLY = "base"  # the config name of a sweep that only repeats `base` over its seeds
-
-
-@dataclass(frozen=True)
-class Trial:
-    trial_id: str
-    name: str  # the named config and/or grid point, without the seed
-    params: dict[str, Any]  # the swept keys (dotted paths into the config) and their values
-    seed: int
-    config: dict[str, Any]  # the full training config this trial runs
-
-    def to_json(self) -> dict:
-        # Not dataclasses.asdict: it deep-copies every config, a tenth of a 1000-trial launch.
-        return {
-            "trial_id": self.trial_id,
-            "name": self.name,
-            "params": self.params,
-            "seed": self.seed,
-            "config": self.config,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> Trial:
-        return cls(**{k: data[k] for k in ("trial_id", "name", "params", "seed", "config")})
 
 
 def _slug(text: str) -> str:

@@ -25,7 +25,7 @@ from sweeper.job import SUBMITIT_FOLDER, Ending, JobBase, index_run, load_entryp
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
 from sweeper.provenance import slurm_environment
 from sweeper.run import CONFIG_FILE, STATUS_FILE, Run
-from sweeper.space import Trial, suggest, trial_config
+from sweeper.space import suggest, trial_config
 from sweeper.spec import SweepSpec
 from sweeper.states import TrialState
 from sweeper.study import (
@@ -37,6 +37,7 @@ from sweeper.study import (
     run_objective,
     tell_pruned,
 )
+from sweeper.trial import Trial
 from sweeper.tune_advice import search_budget
 
 log = logging.getLogger("sweeper.worker")

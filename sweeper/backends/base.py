@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     import submitit
 
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
+    from sweeper.trial import Trial
 
 GONE = "GONE"  # the scheduler has no record of the job any more, and none of how it ended
 OnRunning = Callable[[set[str]], None]  # called while a backend drives its jobs, with the running job ids

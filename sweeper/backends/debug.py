@@ -11,8 +11,8 @@ from sweeper.ledger import submitted_event
 
 if TYPE_CHECKING:
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
+    from sweeper.trial import Trial
 
 
 class DebugBackend(Backend):

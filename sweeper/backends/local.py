@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     import submitit
 
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
+    from sweeper.trial import Trial
 
 
 class LocalBackend(Backend):

@@ -16,8 +16,8 @@ from sweeper.states import FINISHED, TrialState
 
 if TYPE_CHECKING:
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
+    from sweeper.trial import Trial
 
 DEFAULT_PARALLELISM = 64
 ACCOUNTING_WINDOW_S = 3 * 24 * 3600  # ended attempts are asked about (for their exit code) this long

@@ -16,8 +16,8 @@ from sweeper.errors import SchedulerError
 
 if TYPE_CHECKING:
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
+    from sweeper.trial import Trial
 
 END_JOB_EVENT = "end_job"
 END_MODULE = "sweeper.sweep_end"

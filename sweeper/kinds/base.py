@@ -14,9 +14,9 @@ if TYPE_CHECKING:
     from sweeper.backends import Resources
     from sweeper.job import JobBase
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
     from sweeper.status import TrialStatus
+    from sweeper.trial import Trial
 
 
 LOG_EVERY_EPOCHS = 5  # without a terminal, a trial's progress line is printed every this many epochs

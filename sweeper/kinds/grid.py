@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from sweeper.backends import Resources
     from sweeper.job import TrialJob
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
     from sweeper.status import TrialStatus
+    from sweeper.trial import Trial
 
 
 class GridSweep(SweepKind):

@@ -29,9 +29,9 @@ from sweeper.tune_advice import search_budget, search_warnings
 if TYPE_CHECKING:
     from sweeper.backends import Resources
     from sweeper.ledger import Ledger
-    from sweeper.space import Trial
     from sweeper.spec import SweepSpec
     from sweeper.status import TrialStatus
+    from sweeper.trial import Trial
     from sweeper.worker import TuneWorker
 
 SEARCH_META = "optuna"  # sweep.json's `search` for a search sweep

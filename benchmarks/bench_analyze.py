@@ -159,12 +159,17 @@ def tensorboard_runs(runs: int, sample: int) -> set[int]:
 def generate(root: Path, runs: int, epochs: int, codec: str | None, tb_sample: int) -> Path:
     """The sweep dir, generated once per (runs, epochs, codec, sample) with a process pool."""
     from sweeper import runs_index
+    from sweeper.analysis import cache as summary_cache
+    from sweeper.analysis import runs as analysis_runs
     from sweeper.metrics import SCHEMA_VERSION
 
     sweep_dir = root / SWEEP_DIR
     marker = root / "generated.json"
     wanted = {"runs": runs, "epochs": epochs, "codec": codec, "tb": tb_sample, "format": 5}
     wanted["writer"] = SCHEMA_VERSION + ("-kv" if codec is None else "")
+    # the records the jobs leave in runs.parquet are made by this code: data from older code has stale
+    # records, and a cold analysis of it would read every file (regenerated instead)
+    wanted["records"] = summary_cache.code_fingerprint(analysis_runs.__file__, *analysis_runs.SUMMARY_SOURCES)
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return sweep_dir
     shutil.rmtree(root, ignore_errors=True)

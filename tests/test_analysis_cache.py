@@ -124,3 +124,31 @@ def test_a_broken_or_unwritable_cache_is_no_error(tmp_path, trust_at_once):
     not_a_dir.write_text("")
     result = analyze(root, cache_dir=not_a_dir / "cache")
     assert by_name(result)["a"].best_acc == 0.9
+
+
+def test_a_cache_file_with_cut_arrays_is_read_as_no_cache(tmp_path, trust_at_once):
+    root = three_runs(tmp_path / "s")
+    analyze(root)
+    (cached,) = (tmp_path / "cache").iterdir()
+    data = json.loads(cached.read_text())
+    data["keys"] = data["keys"][: 4 * (len(data["keys"]) // 8)]  # valid base64 of too few values
+    cached.write_text(json.dumps(data))
+    result = analyze(root)
+    assert (result.cache_hits, result.cache_misses) == (0, 3)
+    assert by_name(result)["a"].best_acc == 0.9
+    assert analyze(root).cache_hits == 3  # and the entry is made again
+
+
+def test_an_analysis_gives_the_garbage_collector_back_as_it_found_it(tmp_path):
+    import gc
+
+    root = three_runs(tmp_path / "s")
+    assert gc.isenabled()
+    analyze(root)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        analyze(root)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -201,40 +201,38 @@ MAX_LEVELS = 12  # a numeric parameter with more distinct values (random or Optu
 BINS = 5
 
 
-@dataclass
-class Binning:
-    """How a parameter's values become levels: each distinct value, or (many numbers) quantile ranges."""
-
-    values: list[Any]  # per level: the value, or "low..high" for a range
-    index: Callable[[Any], int | None]
+_ABSENT = object()
 
 
-def binning(runs: Sequence[RunSummary], key: str) -> Binning:
+def binning(runs: Sequence[RunSummary], key: str) -> tuple[list[Any], list[int | None]]:
+    """How a parameter's values become levels: each distinct value, or (more than MAX_LEVELS numbers)
+    quantile ranges labelled "low..high". Returns the levels and each run's level (None where the run does
+    not have the parameter); every value's key is computed once."""
+    values = [run.params.get(key, _ABSENT) for run in runs]
+    keys = [None if value is _ABSENT else value_key(value) for value in values]
     distinct: dict[Any, Any] = {}
-    for run in runs:
-        if key in run.params:
-            distinct.setdefault(value_key(run.params[key]), run.params[key])
+    for value_id, value in zip(keys, values, strict=True):
+        if value_id is not None:
+            distinct.setdefault(value_id, value)
     ordered = sorted(distinct.values(), key=value_order)
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ordered)
     if len(ordered) <= MAX_LEVELS or not numeric:
         position = {value_key(v): i for i, v in enumerate(ordered)}
-        return Binning(ordered, lambda value: position.get(value_key(value)))
+        return ordered, [None if value_id is None else position[value_id] for value_id in keys]
     import numpy as np  # only here (a search's continuous values): the rest of analyze never imports it
 
     edges = np.unique(np.quantile(np.array(ordered, dtype=float), np.linspace(0, 1, BINS + 1)))
     bounds = edges.tolist()
     labels = [f"{lo:.3g}..{hi:.3g}" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    last = len(labels) - 1
-    return Binning(labels, lambda value: min(last, max(0, int(np.searchsorted(edges, value, "right")) - 1)))
+    numbers = np.array(
+        [math.nan if value_id is None else v for value_id, v in zip(keys, values, strict=True)]
+    )
+    level = np.clip(np.searchsorted(edges, numbers, "right") - 1, 0, len(labels) - 1).tolist()
+    return labels, [None if value_id is None else i for value_id, i in zip(keys, level, strict=True)]
 
 
-def _levels(runs: Sequence[RunSummary], key: str, levels: Binning) -> list[int | None]:
-    """Each run's level of the parameter (None where the run does not have it): computed once per key."""
-    return [levels.index(run.params[key]) if key in run.params else None for run in runs]
-
-
-def _objectives_by_level(runs: Sequence[RunSummary], levels: Binning, level_of: list[int | None]):
-    values: list[list[float]] = [[] for _ in levels.values]
+def _objectives_by_level(runs: Sequence[RunSummary], levels: list[Any], level_of: list[int | None]):
+    values: list[list[float]] = [[] for _ in levels]
     for run, level in zip(runs, level_of, strict=True):
         if level is not None:
             values[level].append(run.objective)
@@ -250,14 +248,13 @@ def pivot_table(
     row_key: str,
     col_key: str,
     objective: Objective,
-    known: dict[str, tuple[Binning, list[int | None]]] | None = None,
+    known: dict[str, tuple[list[Any], list[int | None]]] | None = None,
 ) -> Pivot:
     """`known`: binnings and levels per key already computed for these runs (effects passes its own)."""
     known = dict(known or {})
     for key in (row_key, col_key):
         if key not in known:
-            levels = binning(runs, key)
-            known[key] = (levels, _levels(runs, key, levels))
+            known[key] = binning(runs, key)
     (rows, row_level), (cols, col_level) = known[row_key], known[col_key]
     values: dict[tuple[int, int], list[float]] = {}
     for run, row, col in zip(runs, row_level, col_level, strict=True):
@@ -270,7 +267,7 @@ def pivot_table(
             best is None or _better(cell_stat.mean, cells[best].mean, objective.maximize)
         ):
             best = cell
-    return Pivot(row_key, col_key, rows.values, cols.values, cells, best)
+    return Pivot(row_key, col_key, rows, cols, cells, best)
 
 
 def effects(
@@ -284,12 +281,11 @@ def effects(
     finished = [r for r in with_value if r.has_result]
     used = finished or with_value
     params = []
-    known: dict[str, tuple[Binning, list[int | None]]] = {}
+    known: dict[str, tuple[list[Any], list[int | None]]] = {}
     for key in swept_keys:
-        levels_of = binning(used, key)
-        known[key] = (levels_of, _levels(used, key, levels_of))
-        per_level = _objectives_by_level(used, levels_of, known[key][1])
-        levels = [Level(value, stat_of(v)) for value, v in zip(levels_of.values, per_level, strict=True)]
+        known[key] = level_values, level_of = binning(used, key)
+        per_level = _objectives_by_level(used, level_values, level_of)
+        levels = [Level(value, stat_of(v)) for value, v in zip(level_values, per_level, strict=True)]
         if len(levels) < 2:
             continue
         best = levels[0]

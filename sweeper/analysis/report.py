@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sweeper.analysis import aggregate, query
 from sweeper.analysis.aggregate import Comparison, Effects, Group
 from sweeper.analysis.correlate import Correlation, correlate
-from sweeper.analysis.runs import Analysis, RunSummary, analyze, require_metric
+from sweeper.analysis.runs import Analysis, RunSummary, analyze, paused_gc, require_metric
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
 from sweeper.marks import Validity
@@ -60,6 +60,11 @@ class Report:
 
 
 def build_report(paths: Sequence[str], options: ReportOptions) -> Report:
+    with paused_gc():
+        return _build_report(paths, options)
+
+
+def _build_report(paths: Sequence[str], options: ReportOptions) -> Report:
     sides = _read_sides(paths, options)
     analysis = _merge(sides)
     if not analysis.runs:

@@ -360,7 +360,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     # An installed package has its bytecode cached; without it (PYTHONDONTWRITEBYTECODE, set on some CI and
-    # sandbox machines) every CLI process compiles sweeper's modules again, ~25 ms a call that no user pays.
+    # sandbox machines) every CLI process compiles sweeper's modules again, ~0.1 s a call that no user pays.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     cache = Path(tempfile.mkdtemp(prefix="sweeper-bench-cache-"))
     env["SWEEPER_CACHE_DIR"] = str(cache)

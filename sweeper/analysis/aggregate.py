@@ -214,10 +214,11 @@ def binning(runs: Sequence[RunSummary], key: str) -> tuple[list[Any], list[int |
     for value_id, value in zip(keys, values, strict=True):
         if value_id is not None:
             distinct.setdefault(value_id, value)
-    ordered = sorted(distinct.values(), key=value_order)
+    by_order = sorted(distinct.items(), key=lambda item: value_order(item[1]))
+    ordered = [value for _, value in by_order]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ordered)
     if len(ordered) <= MAX_LEVELS or not numeric:
-        position = {value_key(v): i for i, v in enumerate(ordered)}
+        position = {value_id: i for i, (value_id, _) in enumerate(by_order)}
         return ordered, [None if value_id is None else position[value_id] for value_id in keys]
     import numpy as np  # only here (a search's continuous values): the rest of analyze never imports it
 

@@ -25,14 +25,12 @@ same size, mtime_ns, ctime_ns, inode and device as when the entry was made. Why 
 
 from __future__ import annotations
 
-import array
 import base64
 import hashlib
 import json
 import math
 import os
 import struct
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,11 +161,9 @@ KEY_WIDTH = 15  # (size, mtime_ns, ctime_ns, inode, device) of each of the three
 
 
 def _encode(typecode: str, values) -> str:
-    """Raw little-endian int64 ("q") or float64 ("d") values, base64."""
-    data = array.array(typecode, values)
-    if sys.byteorder == "big":
-        data.byteswap()
-    return base64.b64encode(data.tobytes()).decode()
+    """Raw little-endian int64 ("q") or float64 ("d") values, base64 (what _rows reads back)."""
+    values = list(values)
+    return base64.b64encode(struct.pack(f"<{len(values)}{typecode}", *values)).decode()
 
 
 def _rows(text: str, typecode: str, rows: int, width: int | None = None) -> list[tuple]:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sweeper.checkpointing import pack_optimizer_state, unpack_optimizer_state
 from sweeper.config import OptimConfig, TrainConfig, logged_metrics, parse_train_config
 from sweeper.data import Augment, Data, class_weights, load_data
 from sweeper.errors import SweeperError
@@ -193,7 +194,7 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
             raise SweeperError(
                 f"{run.run_dir}/last.pt does not fit this model: {str(exc).splitlines()[0]}"
             ) from None
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(unpack_optimizer_state(state["optimizer"]))
         scaler.load_state_dict(state["scaler"])
         shuffle.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -283,7 +284,7 @@ def train(config: dict[str, Any], run: Run) -> dict[str, Any]:
         state = {
             "epoch": epoch,
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "optimizer": pack_optimizer_state(optimizer.state_dict()),  # 3 tensors instead of 96
             "scaler": scaler.state_dict(),
             "shuffle_rng": shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),

@@ -1,12 +1,16 @@
 """Checkpoints written in the background: what last.pt holds is the state at the epoch, shared storages
-stay shared, and a failed write is raised by the training thread before the next epoch is recorded."""
+stay shared, a failed write is raised by the training thread before the next epoch is recorded, and the
+trainer's packed optimizer state trains on exactly as the original."""
 
 from __future__ import annotations
+
+import copy
 
 import pyarrow.parquet as pq
 import pytest
 import torch
 
+from sweeper.checkpointing import pack_optimizer_state, unpack_optimizer_state
 from sweeper.run import Run
 
 
@@ -57,3 +61,54 @@ def test_a_second_run_of_the_dir_reads_last_pt_after_the_first_runs_write_has_la
     assert not (tmp_path / "last.pt").exists()
     assert Run(tmp_path, {"epochs": 2}, tensorboard=False).load_checkpoint() == {"epoch": 1}
     first.close()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda params: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1),
+        lambda params: torch.optim.AdamW(params, lr=1e-2, amsgrad=True),
+        lambda params: torch.optim.SGD(params, lr=1e-2, momentum=0.9, nesterov=True),
+    ],
+    ids=["adamw", "adamw-amsgrad", "sgd-momentum"],
+)
+def test_a_packed_optimizer_state_trains_on_exactly_as_the_original(tmp_path, make):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 2))
+    groups = [{"params": model[0].parameters()}, {"params": [*model[1].parameters(), *model[2].parameters()]}]
+    optimizer = make(groups)
+    x = torch.randn(16, 5)
+
+    def step(model, optimizer):
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+
+    step(model, optimizer)
+    original = optimizer.state_dict()
+    packed = pack_optimizer_state(original)
+    tensors = [
+        v for values in packed["state"].values() for v in values.values() if isinstance(v, torch.Tensor)
+    ]
+    names = {name for values in original["state"].values() for name in values}
+    assert not tensors and len(packed["flat"]) == len(names)  # one flat tensor per state name (step, moments)
+    torch.save(packed, tmp_path / "packed.pt")
+    unpacked = unpack_optimizer_state(torch.load(tmp_path / "packed.pt", weights_only=True))
+    assert unpacked["param_groups"] == original["param_groups"]
+    assert unpacked["state"].keys() == original["state"].keys()
+    for param_id, values in original["state"].items():
+        assert unpacked["state"][param_id].keys() == values.keys()
+        for name, value in values.items():
+            assert torch.equal(unpacked["state"][param_id][name], value), (param_id, name)
+
+    twin = copy.deepcopy(model)
+    twin_optimizer = make(
+        [{"params": twin[0].parameters()}, {"params": [*twin[1].parameters(), *twin[2].parameters()]}]
+    )
+    twin_optimizer.load_state_dict(unpacked)
+    for _ in range(3):
+        step(model, optimizer)
+        step(twin, twin_optimizer)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert unpack_optimizer_state(original) is original  # a checkpoint from before packing loads as it was

@@ -12,7 +12,7 @@ too). Time-sliced on one core, both see the same machine at every instant, so th
 times holds while this machine's speed drifts by tens of percent from one minute to the next (pairs
 alternating in one process spread 0.86-1.20; side by side on two cores 0.84-1.17; on one core 1.02-1.03).
 Each loop stamps its CPU clock at every epoch's end (the built-in's through the pruner hook its Run calls
-every epoch): the median epoch gives the per-epoch ratio, the rest of the run the per-run cost. CPU time
+every epoch): the epochs after the first give the per-epoch ratio, the first and the end the per-run cost. CPU time
 leaves out waiting for the disk: the per-epoch writes are not fsync'ed and the checkpoint's fsync is in a
 background thread; the breakdown below times each write on its own. On CUDA the pair runs one after the
 other and wall time is compared instead.
@@ -266,8 +266,15 @@ def run_pair(config: dict, core: int | None) -> dict[str, list[float]]:
 
 
 def epoch_time(stamps: list[float]) -> float:
-    """The median epoch, the first left out (it holds the loop's setup)."""
-    return statistics.median(b - a for a, b in zip(stamps[1:-2], stamps[2:-1], strict=True))
+    """The mean epoch, the first left out (it holds the loop's setup): a mean, because an epoch's CPU time
+    follows the machine's speed (1.3-2.1 s for the same epoch in one run), which both loops of a pair
+    see alike epoch by epoch, while a median would pick different epochs of the two."""
+    return (stamps[-2] - stamps[1]) / (len(stamps) - 3)
+
+
+def setup_and_end(stamps: list[float]) -> float:
+    """The loop's first epoch (setup included) and what follows its last epoch (the run's end)."""
+    return (stamps[1] - stamps[0]) + (stamps[-1] - stamps[-2])
 
 
 def reference_epochs() -> int:
@@ -312,7 +319,7 @@ def main() -> int:
         bare_loop({**config, "epochs": 1})
         stamps = [time.perf_counter()]
         bare_loop({**config, "epochs": 4}, stamps)
-        print_costs(costs, epoch_time([*stamps, stamps[-1]]) * 1000)
+        print_costs(costs, epoch_time([*stamps, stamps[-1]]) * 1000)  # the stamps of a run ending at once
         return 0
 
     cores = sorted(os.sched_getaffinity(0))
@@ -323,9 +330,7 @@ def main() -> int:
     epoch_times = [epoch_time(p["builtin"]) for p in pairs], [epoch_time(p["bare"]) for p in pairs]
     whole = [b / a for b, a in zip(*runs, strict=True)]
     per_epoch = [b / a for b, a in zip(*epoch_times, strict=True)]
-    per_run = [
-        (b - epochs * eb) - (a - epochs * ea) for b, a, eb, ea in zip(*runs, *epoch_times, strict=True)
-    ]
+    per_run = [setup_and_end(p["builtin"]) - setup_and_end(p["bare"]) for p in pairs]
     print(
         f"device {args.device} (1 torch thread), model {args.model['name']}, {epochs} epochs a run "
         f"(sweeps/reg.yaml: {reference_epochs()}), {args.pairs} pairs; compared: {what}"
@@ -341,7 +346,7 @@ def main() -> int:
     )
     print(
         f"whole run, built-in/bare per pair: {', '.join(f'{r:.3f}' for r in whole)}; median "
-        f"{statistics.median(whole) - 1:+.1%}; the run beyond its epochs (setup, end) "
+        f"{statistics.median(whole) - 1:+.1%}; the first epoch (setup included) and the run's end "
         f"{statistics.median(per_run) * 1000:+.0f} ms"
     )
     print_costs(costs, statistics.median(epoch_times[1]) * 1000)

@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,31 +18,17 @@ from typing import Any
 FILE_MODE = 0o666  # less the umask, as open() creates files
 
 
-def current_umask() -> int:
-    """The process's umask, read without changing it (os.umask can only be read by setting it, which
-    would briefly give other threads' new files mode 0666)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # no /proc (not Linux): read it by setting it back at once
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one. The file gets
-    the umask's mode (mkstemp's own is 0600, whatever the umask). Either way a killed process leaves the
-    old or the new file (the page cache outlives it); `durable` also fsyncs before the rename, so a crash
-    of the machine does too. Not durable is for a file rewritten every epoch and rebuilt from a durable
-    one on resume (metrics.parquet and status.json from last.pt): fsync was most of their cost."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    the umask's mode: its temp file is created with 0666, less the umask as the kernel applies it (mkstemp
+    creates 0600, whatever the umask, and reading the umask to widen it cost a read of /proc per write).
+    Either way a killed process leaves the old or the new file (the page cache outlives it); `durable`
+    also fsyncs before the rename, so a crash of the machine does too. Not durable is for a file rewritten
+    every epoch and rebuilt from a durable one on resume (metrics.parquet and status.json from last.pt):
+    fsync was most of their cost."""
+    path = os.fspath(path)
+    fd, tmp = _new_temp_file(path)
     try:
-        os.fchmod(fd, FILE_MODE & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -53,6 +39,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = Tru
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_TEMP_NAMES = random.Random()  # seeded from the OS: names that other processes' names do not repeat
+
+
+def _new_temp_file(path: str) -> tuple[int, str]:
+    """A new, empty file beside `path` (a hidden name ending in .tmp), open for writing, mode 0666 less
+    the umask."""
+    head, name = os.path.split(path)
+    for _ in range(100):
+        tmp = os.path.join(head, f".{name}.{_TEMP_NAMES.getrandbits(40):010x}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name beside {path}")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> None:

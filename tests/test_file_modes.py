@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.fsutil import append_jsonl, atomic_write_json, atomic_write_text, current_umask
+from sweeper.fsutil import append_jsonl, atomic_write_json, atomic_write_text
 from tests.conftest import tiny_spec
 
 
@@ -30,13 +30,18 @@ def mode(path: Path) -> int:
 @pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o002, 0o664), (0o027, 0o640), (0o077, 0o600)])
 def test_atomic_writes_and_appends_follow_the_umask(tmp_path, mask, expected):
     with umask(mask):
-        assert current_umask() == mask
         atomic_write_text(tmp_path / "a.txt", "x")
         atomic_write_json(tmp_path / "b.json", {"x": 1})
         atomic_write_text(tmp_path / "a.txt", "replaced")  # a replacement too
         append_jsonl(tmp_path / "c.jsonl", [{"x": 1}])
     for name in ("a.txt", "b.json", "c.jsonl", "c.jsonl.lock"):
         assert mode(tmp_path / name) == expected, (name, oct(mode(tmp_path / name)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.txt",
+        "b.json",
+        "c.jsonl",
+        "c.jsonl.lock",
+    ]  # no temp left
 
 
 def test_a_sweep_written_under_umask_027_is_readable_by_the_group_and_no_one_else(tmp_path, cli):

@@ -12,7 +12,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from sweeper.metrics import MetricsWriter, read_metrics
+from sweeper.metrics import MetricsWriter, read_metrics, rows_to_table
 from sweeper.run import Run
 
 
@@ -53,6 +53,26 @@ def test_schema_and_roundtrip(tmp_path):
     assert table.column("epoch").to_pylist() == [1, 2]
     assert table.column("valid/auroc").to_pylist() == [None, 0.7]  # a metric added later is null before
     assert table.schema.metadata[b"sweeper.schema"] == b"1"
+
+
+def test_the_file_grown_row_by_row_equals_the_table_of_all_rows(tmp_path):
+    """The writer keeps the rows by column as they come; the file it writes after a restore (rows of an
+    older run without `segment`, a metric that stopped) and new rows (a metric that starts) is the table
+    made from every row at once."""
+    writer = MetricsWriter(tmp_path, tensorboard=False)
+    restored = [
+        {"epoch": 1, "time_s": 1.0, "lr": 0.1, "train/loss": 2.0, "valid/h0": 5.0},
+        {"epoch": 2, "time_s": 2.0, "lr": None, "train/loss": 1.5},
+    ]
+    writer.restore(restored)
+    writer.log(3, {"time_s": 3.0, "segment": 2, "train/loss": 1.0, "valid/acc": 0.5})
+    writer.log(4, {"time_s": 4.0, "segment": 2, "train/loss": 0.5})
+    table = pq.read_table(tmp_path / "metrics.parquet")
+    assert table.equals(rows_to_table(writer.rows).replace_schema_metadata(table.schema.metadata))
+    assert table.column_names == ["epoch", "time_s", "lr", "segment", "train/loss", "valid/h0", "valid/acc"]
+    assert table.column("segment").to_pylist() == [1, 1, 2, 2]
+    assert table.column("valid/h0").to_pylist() == [5.0, None, None, None]
+    assert table.column("valid/acc").to_pylist() == [None, None, 0.5, None]
 
 
 def tensorboard_scalars(log_dir) -> dict[str, list[tuple[int, float]]]:

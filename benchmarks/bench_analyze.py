@@ -92,7 +92,8 @@ def write_run(job: tuple) -> dict:
     sweep_dir, index, params, seed, epochs, codec, tensorboard = job
     from sweeper import runs_index
     from sweeper.analysis.runs import ended_record
-    from sweeper.metrics import METRICS_FILE, rows_to_table, write_metrics
+    from sweeper.metrics import rows_to_table, write_metrics
+    from sweeper.run_files import METRICS_FILE
 
     run_dir = Path(sweep_dir) / f"20250101_000000_j{100000 + index}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,10 @@ from typing import IO, Any
 from sweeper import command_template, extras, metric_sources, yamlio
 from sweeper.errors import TrialFailed
 from sweeper.fsutil import atomic_write_text
-from sweeper.metrics import METRICS_FILE, read_metrics
+from sweeper.metrics import read_metrics
 from sweeper.process import signal_name
 from sweeper.run import Run, TrialPruned
+from sweeper.run_files import METRICS_FILE
 from sweeper.schema import get_path
 from sweeper.states import TrialState
 

@@ -16,8 +16,8 @@ from sweeper import provenance
 from sweeper.command_template import COMMAND_ENTRYPOINT
 from sweeper.errors import SpecError, SweeperError
 from sweeper.ledger import Ledger
-from sweeper.metrics import METRICS_FILE, read_metrics
-from sweeper.run import LAST_CHECKPOINT
+from sweeper.metrics import read_metrics
+from sweeper.run_files import LAST_CHECKPOINT, METRICS_FILE
 from sweeper.schema import SchemaError, did_you_mean, get_path, set_path
 from sweeper.states import TrialState
 from sweeper.status import TrialStatus, sweep_status

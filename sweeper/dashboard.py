@@ -26,9 +26,8 @@ from optuna.trial import TrialState as OptunaTrialState
 from sweeper.errors import SweeperError
 from sweeper.fsutil import read_json
 from sweeper.ledger import Ledger
-from sweeper.metrics import METRICS_FILE
 from sweeper.objective import Objective
-from sweeper.run import CONFIG_FILE, STATUS_FILE
+from sweeper.run_files import CONFIG_FILE, METRICS_FILE, STATUS_FILE
 from sweeper.runs_index import run_dirs
 from sweeper.states import TrialState
 from sweeper.study import context, run_objective

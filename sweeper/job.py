@@ -31,7 +31,8 @@ from sweeper.fsutil import atomic_write_json, read_json
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
 from sweeper.objective import Objective
 from sweeper.provenance import slurm_environment
-from sweeper.run import CONFIG_FILE, LAST_CHECKPOINT, STATUS_FILE, Run, Segment, TrialPruned
+from sweeper.run import Run, Segment, TrialPruned
+from sweeper.run_files import CONFIG_FILE, LAST_CHECKPOINT, STATUS_FILE
 from sweeper.states import TrialState
 from sweeper.trial import Trial
 

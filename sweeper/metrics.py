@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from sweeper import extras
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, read_json
+from sweeper.run_files import METRICS_FILE, SUMMARY_FILE
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-METRICS_FILE = "metrics.parquet"
-SUMMARY_FILE = "summary.json"
 SCHEMA_VERSION = "1"
 FIXED_COLUMNS = ("epoch", "time_s", "lr", "segment")
 

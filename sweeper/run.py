@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -42,18 +41,11 @@ from typing import TYPE_CHECKING, Any
 from sweeper.errors import TrialFailed
 from sweeper.fsutil import atomic_write_bytes, atomic_write_json, fsync_file, read_json
 from sweeper.objective import Objective
+from sweeper.run_files import BEST_CHECKPOINT, LAST_CHECKPOINT, STATUS_FILE
 from sweeper.states import FINISHED, TrialState
 
 if TYPE_CHECKING:
     from sweeper.checkpointing import BackgroundWriter
-
-STATUS_FILE = "status.json"
-CONFIG_FILE = "config.json"
-RUN_DIR_NAME = re.compile(
-    r"\d{8}_\d{6}_j"
-)  # `<YYYYMMDD_HHMMSS>_j<job id>`, as job.py and worker.py name them
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
 
 
 def segment_checkpoint(number: int) -> str:

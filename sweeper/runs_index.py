@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from sweeper.fsutil import atomic_write_bytes, locked, read_json
 from sweeper.ledger import INDEX_FILE, META_FILE
-from sweeper.metrics import FIXED_COLUMNS, METRICS_FILE
+from sweeper.metrics import FIXED_COLUMNS
 from sweeper.objective import Objective
-from sweeper.run import CONFIG_FILE, RUN_DIR_NAME, STATUS_FILE
+from sweeper.run_files import CONFIG_FILE, METRICS_FILE, RUN_DIR_NAME, STATUS_FILE
 
 PARAM_PREFIX = "params."
 LAST_PREFIX = "last."

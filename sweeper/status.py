@@ -22,7 +22,7 @@ from sweeper import backends
 from sweeper.backends import GONE, JobRecord, SchedulerView
 from sweeper.ledger import Ledger, TrialRecord, is_accounted
 from sweeper.process import alive_here
-from sweeper.run import STATUS_FILE
+from sweeper.run_files import STATUS_FILE
 from sweeper.states import FAILURES, FINISHED, MORE_SPECIFIC, TrialState
 
 S = TrialState

@@ -25,7 +25,7 @@ from sweeper.fsutil import atomic_write_json, locked, read_json
 from sweeper.ledger import Ledger
 from sweeper.objective import Objective
 from sweeper.process import alive_here
-from sweeper.run import STATUS_FILE
+from sweeper.run_files import STATUS_FILE
 from sweeper.space import grid_search_space
 from sweeper.spec import PRUNERS, SAMPLERS, SearchSpec, SweepSpec
 from sweeper.states import StudyState, TrialState

@@ -24,7 +24,8 @@ from sweeper.fsutil import atomic_write_json, locked, read_json
 from sweeper.job import SUBMITIT_FOLDER, Ending, JobBase, index_run, load_entrypoint
 from sweeper.ledger import STAMP_FORMAT, Ledger, ended_event
 from sweeper.provenance import slurm_environment
-from sweeper.run import CONFIG_FILE, STATUS_FILE, Run
+from sweeper.run import Run
+from sweeper.run_files import CONFIG_FILE, STATUS_FILE
 from sweeper.space import suggest, trial_config
 from sweeper.spec import SweepSpec
 from sweeper.states import TrialState

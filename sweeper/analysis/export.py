@@ -21,7 +21,7 @@ from sweeper.analysis.provenance import SweepProvenance
 from sweeper.analysis.query import RUN_ATTRIBUTES, export_name
 from sweeper.analysis.report import Report
 from sweeper.analysis.runs import RunSummary
-from sweeper.metrics import METRICS_FILE
+from sweeper.run_files import METRICS_FILE
 from sweeper.runs_index import PARAM_PREFIX, column, identity
 
 

@@ -22,8 +22,8 @@ from sweeper.analysis.aggregate import Group, Pivot
 from sweeper.analysis.correlate import Correlation, correlation_line
 from sweeper.display import format_value, short_names
 from sweeper.errors import SweeperError
-from sweeper.metrics import METRICS_FILE
 from sweeper.objective import Objective
+from sweeper.run_files import METRICS_FILE
 
 KINDS = ("curves", "heatmap", "scatter")
 MAX_CURVE_ROWS = 12

@@ -16,12 +16,10 @@ import gc
 import hashlib
 import json
 import math
-import multiprocessing
 import operator
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,8 @@ from sweeper.analysis.fields import BOOLEAN_FIELDS, EPOCH_FIELDS, FIELDS
 from sweeper.errors import SweeperError
 from sweeper.fsutil import read_bytes, read_json
 from sweeper.ledger import INDEX_FILE
-from sweeper.metrics import METRICS_FILE, SUMMARY_FILE
 from sweeper.objective import Objective
-from sweeper.run import CONFIG_FILE, RUN_DIR_NAME, STATUS_FILE
+from sweeper.run_files import CONFIG_FILE, METRICS_FILE, RUN_DIR_NAME, STATUS_FILE, SUMMARY_FILE
 from sweeper.states import FINISHED, NOT_A_RESULT
 
 SWEEP_FILE = "sweep.json"
@@ -319,7 +316,14 @@ def _read_all(runs: list[RunFiles], split: str, objective: Objective, workers: i
     (reading holds the GIL in JSON parsing and pyarrow's Python layer, so threads would not use the cores),
     in this process otherwise."""
     batches = list(_batches(runs))
-    if workers < 2 or len(runs) < PROCESSES_FROM or "fork" not in multiprocessing.get_all_start_methods():
+    if workers < 2 or len(runs) < PROCESSES_FROM:
+        return [_read_batch(batch, split, objective) for batch in batches]
+    # here, not at the top: multiprocessing and concurrent.futures import socket and logging (~20 ms of
+    # every analyze, which mostly reads its records from the cache)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in multiprocessing.get_all_start_methods():
         return [_read_batch(batch, split, objective) for batch in batches]
     from sweeper.analysis import metric_files  # noqa: F401  (imported once, before the readers fork)
 

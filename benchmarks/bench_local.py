@@ -6,8 +6,9 @@ interpreter per job that imports torch and the rest itself), on this machine.
 Each pair launches the same sweep twice, warm and cold in alternating order (this machine's speed drifts by
 tens of percent between runs): `--trials` one-epoch MLP trials on digits at parallelism 1, the issue's
 example. Per trial, from the sweep's ledger: submit -> start (the `submitted` event to the job's `started`
-event: the controller, job_parent, the job's interpreter and sweeper's imports) and submit -> end (to its
-`ended` event: also torch's imports, the data, one epoch and the run's files). Per sweep: the launch's wall
+event: the controller, job_parent, the job's interpreter and sweeper's imports), submit -> first epoch (to
+the run's start in status.json plus the training seconds metrics.parquet records for epoch 1: also torch's
+imports, the data and the epoch) and submit -> end (to its `ended` event: also the run's end and files). Per sweep: the launch's wall
 time, interpreter start included. Prints medians over all pairs and the issue's targets: submit -> first
 epoch under 0.5 s for trials after the first in a slot, and the 4-trial sweep under 12 s.
 """
@@ -55,14 +56,27 @@ def launch(folder: Path, warm: bool) -> dict:
     events = [json.loads(line) for line in (sweep / "attempts.jsonl").read_text().splitlines()]
     by_trial: dict[str, dict] = {}
     for event in events:
-        by_trial.setdefault(event.get("trial_id"), {}).setdefault(event["event"], event.get("time"))
+        trial = by_trial.setdefault(event.get("trial_id"), {})
+        trial.setdefault(event["event"], event.get("time"))
+        if event["event"] == "started":
+            trial.setdefault("first_epoch", first_epoch_at(sweep / event["run_dir"]))
     trials = [t for t in by_trial.values() if "submitted" in t and "ended" in t]
     trials.sort(key=lambda t: t["submitted"])
     return {
         "wall": wall,
         "start": [t["started"] - t["submitted"] for t in trials],
+        "first_epoch": [t["first_epoch"] - t["submitted"] for t in trials],
         "end": [t["ended"] - t["submitted"] for t in trials],
     }
+
+
+def first_epoch_at(run_dir: Path) -> float:
+    """When the run logged its first epoch (wall clock): its Run's start (status.json) plus the training
+    seconds metrics.parquet records for epoch 1."""
+    import pyarrow.parquet as pq
+
+    started = json.loads((run_dir / "status.json").read_text())["started_at"]
+    return started + pq.read_table(run_dir / "metrics.parquet").column("time_s")[0].as_py()
 
 
 def main() -> None:
@@ -93,25 +107,27 @@ def main() -> None:
     print(
         f"\n{args.trials} one-epoch MLP trials on digits, parallelism 1, {args.pairs} pairs, {os.cpu_count()} CPUs"
     )
-    print(f"{'':34} {'warm':>8} {'cold':>8} {'ratio':>7}")
+    print(f"{'':40} {'warm':>8} {'cold':>8} {'ratio':>7}")
     rows = [
         ("sweep wall time (s)", [r["wall"] for r in results["warm"]], [r["wall"] for r in results["cold"]]),
         ("submit -> start, later trials (s)", None, None),
+        ("submit -> first epoch, later trials (s)", None, None),
         ("submit -> end, later trials (s)", None, None),
         ("submit -> end, first trial (s)", None, None),
     ]
     values = {
         rows[0][0]: (statistics.median(rows[0][1]), statistics.median(rows[0][2])),
         rows[1][0]: (median("warm", "start", True), median("cold", "start", True)),
-        rows[2][0]: (median("warm", "end", True), median("cold", "end", True)),
-        rows[3][0]: tuple(statistics.median(r["end"][0] for r in results[m]) for m in ("warm", "cold")),
+        rows[2][0]: (median("warm", "first_epoch", True), median("cold", "first_epoch", True)),
+        rows[3][0]: (median("warm", "end", True), median("cold", "end", True)),
+        rows[4][0]: tuple(statistics.median(r["end"][0] for r in results[m]) for m in ("warm", "cold")),
     }
     for label, (warm, cold) in values.items():
-        print(f"{label:34} {warm:8.2f} {cold:8.2f} {warm / cold:6.2f}x")
-    later = values["submit -> end, later trials (s)"][0]
+        print(f"{label:40} {warm:8.2f} {cold:8.2f} {warm / cold:6.2f}x")
+    later = values["submit -> first epoch, later trials (s)"][0]
     sweep = values["sweep wall time (s)"][0]
     print(
-        f"target: submit -> first epoch under 0.5 s for later trials: {later:.2f} s (submit -> end), "
+        f"target: submit -> first epoch under 0.5 s for later trials: {later:.2f} s, "
         f"{'PASS' if later < 0.5 else 'FAIL'}"
     )
     if args.trials == 4:

@@ -262,18 +262,17 @@ def wall_pairs(work_dir: Path, args, work: int) -> None:
         bare_epochs.append(outside)
         wrapped_epochs.append(inside)
     per_epoch = statistics.median(ratios) - 1
+    # A verdict the pairs cannot support is not given: wider than twice the target, the noise decides it.
+    verdict = "PASS" if per_epoch < 0.02 else "FAIL"
+    if max(ratios) - min(ratios) > 0.04:
+        verdict = "UNRESOLVED (pairs spread wider than the target; the CPU line below bounds it)"
     print(f"program: {args.epochs} epochs of ~{args.epoch_ms:.0f} ms of pure Python work; {args.pairs} pairs")
     print(
         f"per epoch, bare and as a trial at the same time on a core each (the trial's core also runs all of "
         f"sweeper's work for it: no free core): bare {statistics.median(bare_epochs) * 1000:.1f} ms, "
         f"as a command trial {statistics.median(wrapped_epochs) * 1000:.1f} ms; ratio per pair "
         f"{', '.join(f'{r:.3f}' for r in ratios)} (spread {min(ratios):.2f}-{max(ratios):.2f}); median "
-        f"{per_epoch:+.2%}: target < 2%: {'PASS' if per_epoch < 0.02 else 'FAIL'}"
-        + (
-            " (pairs spread wider than the target: this run cannot resolve it)"
-            if max(ratios) - min(ratios) > 0.04
-            else ""
-        )
+        f"{per_epoch:+.2%}: target < 2%: {verdict}"
     )
 
 

@@ -5,7 +5,7 @@ built-in trainer's optimizer state packed into a few flat tensors for it.
 What a checkpoint costs is per tensor, not per byte: torch.save pickles each tensor through Python
 (~100 us each on this 2-core machine) and the snapshot copies each storage. The reference ViT's state is
 130 tensors, 96 of them AdamW's step and moments; packed, those are 3, and the checkpoint's CPU time per
-epoch drops from ~30 to ~12 ms (benchmarks/bench_train.py).
+epoch in the training loop dropped from 43-56 to 15-20 ms (benchmarks/bench_train.py, docs/design.md).
 """
 
 from __future__ import annotations

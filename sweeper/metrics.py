@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,25 +33,20 @@ FIXED_COLUMNS = ("epoch", "time_s", "lr", "segment")
 
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows (dicts) -> a table with the fixed columns first, metric columns in first-seen order."""
-    return columns_to_table(rows_to_columns(rows))
-
-
-def rows_to_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Rows (dicts) -> one list per column, the fixed columns first, metric columns in first-seen order."""
-    columns = Columns()
-    for row in rows:
-        columns.append(row)
-    return columns.values
+    return columns_to_table(Columns(rows).values)
 
 
 class Columns:
-    """The rows so far as one list per column, grown a row at a time: a table of them costs what
-    pyarrow's conversion of each list costs (C), where building each column from every row dict again
-    cost ~4 us per row per epoch in Python (5 ms of each epoch by epoch 1000)."""
+    """Rows (dicts) as one list per column, the fixed columns first, metric columns in first-seen order,
+    grown a row at a time: a table of them costs what pyarrow's conversion of each list costs (C), where
+    building each column from every row dict again cost ~4 us per row per epoch in Python (5 ms of each
+    epoch by epoch 1000)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: Iterable[dict[str, Any]] = ()) -> None:
         self.values: dict[str, list[Any]] = {name: [] for name in FIXED_COLUMNS}
         self.count = 0
+        for row in rows:
+            self.append(row)
 
     def append(self, row: dict[str, Any]) -> None:
         for name in row:
@@ -74,13 +70,16 @@ def columns_to_table(columns: dict[str, list[Any]]) -> pa.Table:
     return table.replace_schema_metadata({"sweeper.schema": SCHEMA_VERSION})
 
 
-def write_metrics(
-    path: str | Path, rows: list[dict[str, Any]], durable: bool = True, columns: dict[str, list] | None = None
-) -> None:
-    """metrics.parquet of `rows` (or of the same rows as `columns`, which is cheaper), written atomically."""
+def write_metrics(path: str | Path, rows: list[dict[str, Any]], durable: bool = True) -> None:
+    """metrics.parquet of `rows`, written atomically."""
+    write_columns(path, Columns(rows).values, durable)
+
+
+def write_columns(path: str | Path, columns: dict[str, list[Any]], durable: bool = True) -> None:
+    """metrics.parquet of rows kept by column (`Columns.values`), written atomically."""
     import pyarrow.parquet as pq
 
-    table = columns_to_table(columns) if columns is not None else rows_to_table(rows)
+    table = columns_to_table(columns)
     buffer = io.BytesIO()
     # Written for readers that open thousands of these small files (`analyze`, polars, duckdb): snappy,
     # not zstd (on files this small zstd saves ~6% of bytes but its per-page setup makes reading them ~3x
@@ -136,10 +135,8 @@ class MetricsWriter:
     def restore(self, rows: list[dict[str, Any]]) -> None:
         """Resume: the rows saved with the checkpoint are the truth; later epochs are dropped everywhere."""
         self.rows = [dict(r) for r in rows]
-        self._columns = Columns()
-        for row in self.rows:
-            self._columns.append(row)
-        write_metrics(self.path, self.rows, columns=self._columns.values)
+        self._columns = Columns(self.rows)
+        write_columns(self.path, self._columns.values)
         self._open_tb(purge_step=self.last_epoch + 1)
 
     @property
@@ -162,7 +159,7 @@ class MetricsWriter:
     def write_parquet(self) -> None:
         """Rewrite metrics.parquet with every row so far: atomic, not fsync'ed (a resume rebuilds it from
         last.pt, which is; `Run.set_state` makes the last one durable at the run's end)."""
-        write_metrics(self.path, self.rows, durable=False, columns=self._columns.values)
+        write_columns(self.path, self._columns.values, durable=False)
 
     def mirror(self, row: dict[str, Any]) -> None:
         """One row's values as TensorBoard scalars at its epoch, flushed."""

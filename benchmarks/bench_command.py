@@ -25,7 +25,9 @@ inside it, bare and wrapped alike:
              negative.) On a machine whose cores are all busy (the worst case: the program shares its core
              with all of sweeper's work) an epoch of E seconds is slowed by at most per_epoch / E +
              per_second; the epoch length at which that bound is 2% is printed. While a core is free, none
-             of it is wall time.
+             of it is wall time. The same is printed for the job's own processes alone (the job and
+             job_parent: what runs beside the program on a SLURM node, where there is no launcher polling
+             and no submitit controller).
   start-up   the job's own start-up: from submitit's first log line in the job process (the interpreter
              and submitit are up) to the program's first instruction (unpickling the job, sweeper's imports,
              the run dir, config files, the process group). Target: under 0.5 s.
@@ -191,10 +193,20 @@ def wrapped_epoch_time(work_dir: Path, name: str) -> float:
     return epoch_times(pq.read_table(metrics).column("clock").to_pylist())
 
 
+JOB_PROCESSES = (b"submitit.core._submit", b"sweeper.job_parent")  # the job's own (on SLURM too)
+
+
+def job_side(pids: list[int]) -> list[int]:
+    """Of the launch's processes, the job's own: what runs beside the program on a SLURM node as well (the
+    launcher and submitit's local controller exist only on the local executor)."""
+    return [pid for pid in pids if any(program_pid([pid], name.decode()) for name in JOB_PROCESSES)]
+
+
 def steady_cpu(work_dir: Path, name: str, env: dict[str, str], seconds: float) -> tuple[float, float]:
     """Launch the sweep and, while its program runs, the CPU seconds per second that the launch's process
     tree minus the program spends, over the middle of the program's run (its first and last second left
-    out, so neither the start-up nor the end of the trial is in it); and the window's length."""
+    out, so neither the start-up nor the end of the trial is in it); and of that the job's own processes'
+    share (`job_side`)."""
     launch = subprocess.Popen(
         [*SWEEPER, "launch", f"{name}.yaml", "--executor", "local"],
         cwd=work_dir,
@@ -210,30 +222,36 @@ def steady_cpu(work_dir: Path, name: str, env: dict[str, str], seconds: float) -
         raise SystemExit(f"{name}: the program never started")
     time.sleep(1.0)
     pids = [pid for pid in tree(launch.pid) if pid != program]
-    first, started = cpu_ns(pids), time.perf_counter()
+    job = job_side(pids)
+    first, first_job, started = cpu_ns(pids), cpu_ns(job), time.perf_counter()
     time.sleep(seconds - 2.0)
-    last, window = cpu_ns(pids), time.perf_counter() - started
+    last, last_job, window = cpu_ns(pids), cpu_ns(job), time.perf_counter() - started
     if launch.wait() != 0:
         raise SystemExit(f"{name}: launch exited {launch.returncode}")
-    return (last - first) / 1e9 / window, window
+    return (last - first) / 1e9 / window, (last_job - first_job) / 1e9 / window
 
 
-def cpu_costs(work_dir: Path, pairs: int, seconds: float, epochs: int) -> tuple[list[float], list[float]]:
-    """Per pair: sweeper's CPU seconds per epoch and per second of a trial (see the module docstring)."""
+def cpu_costs(
+    work_dir: Path, pairs: int, seconds: float, epochs: int
+) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per pair: sweeper's CPU seconds per epoch and per second of a trial, then the same two in the job's
+    own processes only (see the module docstring)."""
     (work_dir / "sleeper.py").write_text(SLEEPER)
     # Cold jobs, so that the job's process tree is the launch's (the warm-job zygote forks them elsewhere);
     # the code a trial runs per epoch and per second is the same either way.
     cold = {**os.environ, "SWEEPER_ZYGOTE": "off"}
-    per_epoch, per_second = [], []
+    per_epoch, per_second, per_epoch_job, per_second_job = [], [], [], []
     for pair in range(pairs):
-        rate = {}
+        rate, job_rate = {}, {}
         for name, lines in (("idle", 1), ("busy", epochs)):
             run_name = f"cpu_{name}{pair}"
             spec(work_dir, run_name, lines, seconds, 1, program="sleeper.py")
-            rate[name], _ = steady_cpu(work_dir, run_name, cold, seconds)
+            rate[name], job_rate[name] = steady_cpu(work_dir, run_name, cold, seconds)
         per_second.append(rate["idle"])
+        per_second_job.append(job_rate["idle"])
         per_epoch.append((rate["busy"] - rate["idle"]) * seconds / epochs)
-    return per_epoch, per_second
+        per_epoch_job.append((job_rate["busy"] - job_rate["idle"]) * seconds / epochs)
+    return per_epoch, per_second, per_epoch_job, per_second_job
 
 
 def wall_pairs(work_dir: Path, args, work: int) -> None:
@@ -277,15 +295,27 @@ def wall_pairs(work_dir: Path, args, work: int) -> None:
 
 
 def cpu_report(work_dir: Path, args) -> None:
-    per_epoch_cpu, per_second_cpu = cpu_costs(work_dir, args.pairs, args.cpu_seconds, args.cpu_epochs)
-    epoch_cpu, second_cpu = statistics.median(per_epoch_cpu), statistics.median(per_second_cpu)
-    bound_at = epoch_cpu / (0.02 - second_cpu) if second_cpu < 0.02 else float("inf")
+    costs = cpu_costs(work_dir, args.pairs, args.cpu_seconds, args.cpu_epochs)
+    epoch_cpu, second_cpu, job_epoch_cpu, job_second_cpu = (statistics.median(c) for c in costs)
+
+    def bound_at(per_epoch: float, per_second: float) -> float:
+        return per_epoch / (0.02 - per_second) if per_second < 0.02 else float("inf")
+
+    def pairs(values: list[float]) -> str:
+        return ", ".join(f"{v * 1000:.1f}" for v in values)
+
     print(
-        f"CPU: {epoch_cpu * 1000:.1f} ms per epoch (pairs {', '.join(f'{c * 1000:.1f}' for c in per_epoch_cpu)}) "
-        f"and {second_cpu * 1000:.1f} ms per second (pairs {', '.join(f'{c * 1000:.1f}' for c in per_second_cpu)}); "
-        f"with every core busy, an epoch of {args.epoch_ms:.0f} ms is slowed by at most "
-        f"{epoch_cpu / (args.epoch_ms / 1000) + second_cpu:.1%}, one of 1 s by {epoch_cpu + second_cpu:.1%}; "
-        f"the bound is 2% from {bound_at:.2f} s per epoch; on a free core none of it is wall time"
+        f"CPU: {epoch_cpu * 1000:.1f} ms per epoch (pairs {pairs(costs[0])}) and {second_cpu * 1000:.1f} ms "
+        f"per second (pairs {pairs(costs[1])}); with every core busy, an epoch of {args.epoch_ms:.0f} ms is "
+        f"slowed by at most {epoch_cpu / (args.epoch_ms / 1000) + second_cpu:.1%}, one of 1 s by "
+        f"{epoch_cpu + second_cpu:.1%}; the bound is 2% from {bound_at(epoch_cpu, second_cpu):.2f} s per "
+        f"epoch; on a free core none of it is wall time"
+    )
+    print(
+        f"CPU of the job's own processes (the job and job_parent, as on a SLURM node; the rest is the local "
+        f"executor's launcher and submitit's controller): {job_epoch_cpu * 1000:.1f} ms per epoch (pairs "
+        f"{pairs(costs[2])}) and {job_second_cpu * 1000:.1f} ms per second (pairs {pairs(costs[3])}); the "
+        f"bound is 2% from {bound_at(job_epoch_cpu, job_second_cpu):.2f} s per epoch"
     )
 
 

@@ -12,6 +12,7 @@ are only meaningful on an otherwise idle machine; the jobs it submitted are canc
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The processes started here get their bytecode cached, as an installed package has it: with
+# PYTHONDONTWRITEBYTECODE (set on some CI and sandbox machines) each would compile sweeper's edited modules
+# again, start-up that no user pays (bench_analyze does the same).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.path.insert(0, str(REPO))
 
 from sweeper.ledger import Ledger  # noqa: E402

@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# The processes started here get their bytecode cached, as an installed package has it: with
+# PYTHONDONTWRITEBYTECODE (set on some CI and sandbox machines) each would compile sweeper's edited modules
+# again, start-up that no user pays (bench_analyze does the same).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 SWEEPER = [sys.executable, "-m", "sweeper.cli"]
 
 

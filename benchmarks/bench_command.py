@@ -197,13 +197,13 @@ def wrapped_epoch_time(work_dir: Path, name: str) -> float:
     return epoch_times(pq.read_table(metrics).column("clock").to_pylist())
 
 
-JOB_PROCESSES = (b"submitit.core._submit", b"sweeper.job_parent")  # the job's own (on SLURM too)
+JOB_PROCESSES = ("submitit.core._submit", "sweeper.job_parent")  # the job's own (on SLURM too)
 
 
 def job_side(pids: list[int]) -> list[int]:
     """Of the launch's processes, the job's own: what runs beside the program on a SLURM node as well (the
     launcher and submitit's local controller exist only on the local executor)."""
-    return [pid for pid in pids if any(program_pid([pid], name.decode()) for name in JOB_PROCESSES)]
+    return [pid for pid in pids if any(program_pid([pid], name) for name in JOB_PROCESSES)]
 
 
 def steady_cpu(work_dir: Path, name: str, env: dict[str, str], seconds: float) -> tuple[float, float]:
